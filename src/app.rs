@@ -1,0 +1,145 @@
+//! The composition root: builds every service from a `Config` (`App::build`) and serves them
+//! on a listener the caller bound (`App::serve`), until a cancellation token fires. Tests go
+//! through exactly this path, on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{ApprovalMode, Config};
+use crate::http::rate_limit::RateLimits;
+use crate::oauth::error::OAuthError;
+use crate::oauth::{AuthServer, AuthSettings};
+use crate::store::{Store, StoreError};
+
+/// How often expired rows are swept and rotated keys picked up.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What every handler can reach: cheap, cloneable handles.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The authorization server.
+    pub auth: AuthServer,
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Per-IP rate limiters.
+    pub limits: Arc<RateLimits>,
+}
+
+/// A failure to start the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened.
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    /// The authorization server could not start.
+    #[error("cannot start the authorization server")]
+    OAuth(#[from] OAuthError),
+}
+
+/// A built gateway, ready to serve.
+pub struct App {
+    state: AppState,
+    extra_routes: Router,
+    generated_owner_passphrase: Option<String>,
+}
+
+impl App {
+    /// Builds the gateway with the wall clock.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the gateway with the given clock (tests use a manual one).
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, AppError> {
+        let store = Store::open(&config.database_path()).await?;
+        let auth = AuthServer::open(store, clock, AuthSettings::from_config(&config)).await?;
+        let generated_owner_passphrase = match config.approval {
+            ApprovalMode::Password => auth.ensure_owner_credential().await?,
+            ApprovalMode::Auto => {
+                tracing::warn!(
+                    listen = %config.listen,
+                    "approval = \"auto\": every authorization request is approved without asking anyone; use only for local development"
+                );
+                None
+            }
+        };
+        let limits = Arc::new(RateLimits::new(&config.limits));
+        Ok(Self {
+            state: AppState {
+                auth,
+                config: Arc::new(config),
+                limits,
+            },
+            extra_routes: Router::new(),
+            generated_owner_passphrase,
+        })
+    }
+
+    /// The passphrase generated on first start, to be shown to the operator once.
+    pub fn generated_owner_passphrase(&self) -> Option<&str> {
+        self.generated_owner_passphrase.as_deref()
+    }
+
+    /// The shared state, for mounting extra routes.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Adds routes under the same middleware stack (used for routes guarded by the bearer
+    /// layer that live outside this crate's router, such as test routes).
+    pub fn merge_routes(mut self, routes: Router) -> Self {
+        self.extra_routes = self.extra_routes.merge(routes);
+        self
+    }
+
+    /// The complete router.
+    pub fn router(&self) -> Router {
+        crate::http::router(self.state.clone(), self.extra_routes.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, then drains open requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let maintenance = tokio::spawn(run_maintenance(self.state.clone(), shutdown.child_token()));
+        let address = listener.local_addr()?;
+        tracing::info!(%address, public_url = %self.state.config.public_url, "nexus-gateway listening");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+        shutdown.cancel();
+        let _ = maintenance.await;
+        tracing::info!("nexus-gateway stopped");
+        served
+    }
+}
+
+async fn run_maintenance(state: AppState, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match state.auth.run_maintenance().await {
+            Ok(removed) if removed > 0 => {
+                tracing::info!(removed, "expired authorization data removed")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "maintenance failed; will retry"),
+        }
+        state.limits.shrink();
+    }
+}

@@ -1,0 +1,101 @@
+//! The command line: `serve` and the operator's admin commands. Declarations only; `main`
+//! dispatches each command to one `admin` or `app` call.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// nexus-gateway: an OAuth 2.1 fronted MCP gateway for a homelab agent.
+#[derive(Debug, Parser)]
+#[command(name = "nexus-gateway", version, about)]
+pub struct Cli {
+    /// TOML configuration file; every key has a default, and NEXUS_* variables override it.
+    #[arg(long, short, global = true, env = "NEXUS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Manage the owner's credential.
+    #[command(subcommand)]
+    Owner(OwnerCommand),
+    /// Manage the token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage bearer-only tokens for MCP clients that cannot do OAuth.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Manage registered OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Check the configuration and print what is in force.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `owner ...`
+#[derive(Debug, Subcommand)]
+pub enum OwnerCommand {
+    /// Set the owner's passphrase (asked twice at a prompt, or read from standard input).
+    SetPassword {
+        /// Read the passphrase from the first line of standard input, for scripts.
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
+/// `keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start signing with a new key; the old one stays published until its tokens expire.
+    Rotate,
+}
+
+/// `tokens ...`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Issue a bearer access token and print it once.
+    Issue {
+        /// A name to recognise and revoke it by.
+        #[arg(long)]
+        name: String,
+        /// Scopes, space- or comma-separated.
+        #[arg(long, default_value = "tasks:read tasks:write")]
+        scope: String,
+        /// Lifetime, such as `30d` or `12h`.
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+    },
+    /// List bearer tokens (never their values).
+    List,
+    /// Revoke a bearer token by name or grant id.
+    Revoke {
+        /// The token's name or grant id.
+        name: String,
+    },
+}
+
+/// `clients ...`
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// List registered clients.
+    List,
+    /// Remove a client and revoke everything it holds.
+    Revoke {
+        /// The client id.
+        client_id: String,
+    },
+}
+
+/// `config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values.
+    Check,
+}

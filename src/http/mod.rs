@@ -1,0 +1,143 @@
+//! The only module that knows axum and tower-http: routers, the middleware stack, and the
+//! mapping of domain errors to responses. Handlers are thin: they parse, call a service, and
+//! shape the answer.
+
+pub mod authorize;
+pub mod bearer;
+pub mod client_ip;
+pub mod error;
+pub mod health;
+pub mod metadata;
+pub mod paths;
+pub mod rate_limit;
+pub mod register;
+pub mod token;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::app::AppState;
+
+/// The whole HTTP surface: public OAuth endpoints, the owner's pages, probes, and `extra`
+/// (protected routes mounted by the caller), under one middleware stack.
+pub fn router(state: AppState, extra: Router) -> Router {
+    let max_body_bytes = state.config.limits.max_body_bytes;
+    let request_timeout = state.config.limits.request_timeout;
+
+    // Machine-readable endpoints that browser-based clients (MCP Inspector) call cross-origin.
+    // `/authorize` is deliberately not here: it is a page, not an API.
+    let public_api = Router::new()
+        .route(
+            paths::PROTECTED_RESOURCE_METADATA_MCP,
+            get(metadata::protected_resource),
+        )
+        .route(
+            paths::PROTECTED_RESOURCE_METADATA,
+            get(metadata::protected_resource),
+        )
+        .route(
+            paths::AUTHORIZATION_SERVER_METADATA,
+            get(metadata::authorization_server),
+        )
+        .route(
+            paths::AUTHORIZATION_SERVER_METADATA_MCP,
+            get(metadata::authorization_server),
+        )
+        .route(paths::JWKS, get(metadata::jwks))
+        .route(
+            paths::REGISTER,
+            post(register::register).layer(DefaultBodyLimit::max(register::MAX_REGISTRATION_BYTES)),
+        )
+        .route(paths::TOKEN, post(token::token))
+        .route(paths::REVOKE, post(token::revoke))
+        .layer(cors());
+
+    let owner_pages = Router::new()
+        .route(paths::AUTHORIZE, get(authorize::authorize))
+        .route(paths::AUTHORIZE_LOGIN, post(authorize::login))
+        .route(paths::AUTHORIZE_CONSENT, get(authorize::consent))
+        .route(paths::AUTHORIZE_DECISION, post(authorize::decision))
+        .route(paths::STYLESHEET, get(authorize::stylesheet));
+
+    let probes = Router::new()
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz));
+
+    let sensitive_request_headers = [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        HeaderName::from_static("x-telegram-bot-api-secret-token"),
+    ];
+
+    Router::new()
+        .merge(public_api)
+        .merge(owner_pages)
+        .merge(probes)
+        .with_state(state)
+        .merge(extra)
+        .layer(
+            // Read top to bottom: the first layer sees the request first.
+            ServiceBuilder::new()
+                // A request id before anything logs, so every line of one request shares it.
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                // Mark credentials sensitive before the trace layer can see them.
+                .layer(SetSensitiveRequestHeadersLayer::new(sensitive_request_headers))
+                // One span per request: method, route template and request id. Never the URI:
+                // /authorize and redirects carry codes, state and challenges in the query.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
+                            let request_id = request
+                                .extensions()
+                                .get::<RequestId>()
+                                .and_then(|id| id.header_value().to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!("http.request", method = %request.method(), route, request_id)
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                // Echo the id so a user's report can be matched to our logs.
+                .layer(PropagateRequestIdLayer::x_request_id())
+                // The owner session cookie is a credential too.
+                .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+                // Bound every body before a handler buffers it.
+                .layer(RequestBodyLimitLayer::new(max_body_bytes))
+                // Bound the time to response headers; streamed bodies are not cut by this.
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout)),
+        )
+}
+
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("mcp-method"),
+            HeaderName::from_static("mcp-name"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static("mcp-session-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}

@@ -1,0 +1,162 @@
+//! Per-IP rate limits (GCRA, via `governor`) for registration, token requests and owner
+//! logins, plus an exponential lock-out after repeated wrong passphrases.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::LimitsConfig;
+
+/// Wrong passphrases tolerated before the lock-out starts.
+const FREE_LOGIN_FAILURES: u32 = 3;
+/// The longest lock-out after wrong passphrases.
+const MAX_LOGIN_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The gateway's rate limiters.
+#[derive(Debug)]
+pub struct RateLimits {
+    register: DefaultKeyedRateLimiter<IpAddr>,
+    token: DefaultKeyedRateLimiter<IpAddr>,
+    login: DefaultKeyedRateLimiter<IpAddr>,
+    login_failures: Mutex<HashMap<IpAddr, LoginFailures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LoginFailures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Which limit to check.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    /// `/register`.
+    Register,
+    /// `/token` and `/revoke`.
+    Token,
+    /// The owner login form.
+    Login,
+}
+
+impl RateLimits {
+    /// Builds the limiters from the configured per-minute quotas.
+    pub fn new(limits: &LimitsConfig) -> Self {
+        let per_minute = |count: u32| {
+            RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN),
+            ))
+        };
+        Self {
+            register: per_minute(limits.register_per_minute),
+            token: per_minute(limits.token_per_minute),
+            login: per_minute(limits.login_per_minute),
+            login_failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `ip`'s budget; `Err(wait)` when it is spent.
+    pub fn check(&self, limit: Limit, ip: IpAddr) -> Result<(), Duration> {
+        let limiter = match limit {
+            Limit::Register => &self.register,
+            Limit::Token => &self.token,
+            Limit::Login => &self.login,
+        };
+        limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))?;
+        self.login_lockout(limit, ip)
+    }
+
+    /// Records a wrong passphrase from `ip`: after a few, each one doubles the lock-out.
+    pub fn record_login_failure(&self, ip: IpAddr) {
+        let mut failures = self.failures();
+        let entry = failures.entry(ip).or_insert(LoginFailures {
+            count: 0,
+            locked_until: None,
+        });
+        entry.count = entry.count.saturating_add(1);
+        if entry.count >= FREE_LOGIN_FAILURES {
+            let exponent = (entry.count - FREE_LOGIN_FAILURES).min(16);
+            let lockout = Duration::from_secs(1u64 << exponent).min(MAX_LOGIN_LOCKOUT);
+            entry.locked_until = Some(Instant::now() + lockout);
+        }
+    }
+
+    /// Forgets the failures of `ip` after a successful login.
+    pub fn record_login_success(&self, ip: IpAddr) {
+        self.failures().remove(&ip);
+    }
+
+    /// Drops idle limiter state; called by the maintenance task.
+    pub fn shrink(&self) {
+        self.register.retain_recent();
+        self.token.retain_recent();
+        self.login.retain_recent();
+        let now = Instant::now();
+        self.failures().retain(|_, entry| {
+            entry
+                .locked_until
+                .is_some_and(|until| until + MAX_LOGIN_LOCKOUT > now)
+        });
+    }
+
+    fn login_lockout(&self, limit: Limit, ip: IpAddr) -> Result<(), Duration> {
+        if !matches!(limit, Limit::Login) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match self
+            .failures()
+            .get(&ip)
+            .and_then(|entry| entry.locked_until)
+        {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, LoginFailures>> {
+        match self.login_failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_are_per_address() {
+        let limits = RateLimits::new(&LimitsConfig {
+            register_per_minute: 2,
+            ..LimitsConfig::default()
+        });
+        let first: IpAddr = "192.0.2.1".parse().expect("ip");
+        let second: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert!(limits.check(Limit::Register, first).is_ok());
+        assert!(limits.check(Limit::Register, first).is_ok());
+        assert!(limits.check(Limit::Register, first).is_err());
+        assert!(limits.check(Limit::Register, second).is_ok());
+    }
+
+    #[test]
+    fn repeated_login_failures_lock_out() {
+        let limits = RateLimits::new(&LimitsConfig::default());
+        let ip: IpAddr = "192.0.2.3".parse().expect("ip");
+        for _ in 0..FREE_LOGIN_FAILURES - 1 {
+            limits.record_login_failure(ip);
+        }
+        assert!(limits.check(Limit::Login, ip).is_ok());
+        limits.record_login_failure(ip);
+        assert!(limits.check(Limit::Login, ip).is_err());
+        limits.record_login_success(ip);
+        assert!(limits.check(Limit::Login, ip).is_ok());
+    }
+}

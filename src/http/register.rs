@@ -1,0 +1,67 @@
+//! `POST /register`: RFC 7591 dynamic client registration, rate-limited per client IP.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::http::client_ip::ClientIp;
+use crate::http::error::{OAuthErrorResponse, no_store, payload_too_large, too_many_requests};
+use crate::http::rate_limit::Limit;
+use crate::oauth::client::RegistrationRequest;
+use crate::oauth::error::{ErrorCode, OAuthError};
+
+/// Largest registration body accepted; real ones are a few hundred bytes.
+pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
+
+/// `POST /register`.
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(wait) = state.limits.check(Limit::Register, ip) {
+        return too_many_requests(
+            wait.as_secs(),
+            "too many registrations from this address; retry later",
+        );
+    }
+    let metadata_error = |description| {
+        OAuthErrorResponse::from(OAuthError::rejected(
+            ErrorCode::InvalidClientMetadata,
+            description,
+        ))
+        .into_response()
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return payload_too_large(ErrorCode::InvalidClientMetadata);
+        }
+        Err(_) => return metadata_error("the request body could not be read"),
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return metadata_error("the registration must be sent as application/json");
+    }
+    let request: RegistrationRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(_) => {
+            return metadata_error(
+                "the registration is not a JSON object of RFC 7591 client metadata",
+            );
+        }
+    };
+    match state.auth.register_client(request).await {
+        Ok(registered) => (StatusCode::CREATED, no_store(), Json(registered.body)).into_response(),
+        Err(error) => OAuthErrorResponse::from(error).into_response(),
+    }
+}

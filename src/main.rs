@@ -1,0 +1,116 @@
+//! The `nexus-gateway` binary: parse the command line, load the configuration, dispatch.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use nexus_gateway::admin;
+use nexus_gateway::app::App;
+use nexus_gateway::cli::{
+    Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, OwnerCommand, TokensCommand,
+};
+use nexus_gateway::config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    nexus_gateway::telemetry::init(config.log_format);
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let output = match command {
+        Command::Serve => return serve(config).await,
+        Command::Owner(OwnerCommand::SetPassword { stdin }) => {
+            admin::set_owner_password(&config, &read_passphrase(stdin)?).await?
+        }
+        Command::Keys(KeysCommand::Rotate) => admin::rotate_keys(&config).await?,
+        Command::Tokens(TokensCommand::Issue { name, scope, ttl }) => {
+            admin::issue_token(&config, &name, &scope, &ttl).await?
+        }
+        Command::Tokens(TokensCommand::List) => admin::list_tokens(&config).await?,
+        Command::Tokens(TokensCommand::Revoke { name }) => {
+            admin::revoke_token(&config, &name).await?
+        }
+        Command::Clients(ClientsCommand::List) => admin::list_clients(&config).await?,
+        Command::Clients(ClientsCommand::Revoke { client_id }) => {
+            admin::revoke_client(&config, &client_id).await?
+        }
+        Command::Config(ConfigCommand::Check) => admin::describe_config(&config),
+    };
+    print!("{output}");
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let app = App::build(config)
+        .await
+        .context("cannot start the gateway")?;
+    if let Some(passphrase) = app.generated_owner_passphrase() {
+        // Printed, not logged: it must not end up in a log shipper's index.
+        eprintln!(
+            "\n  No owner passphrase was set, so one was generated. It is shown only now:\n\n      {passphrase}\n\n  Change it with `nexus-gateway owner set-password`.\n"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.serve(listener, shutdown).await.context("server error")
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    shutdown.cancel();
+}
+
+fn read_passphrase(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to prompt on; pass --stdin to read the passphrase from standard input");
+    }
+    let first = rpassword::prompt_password("New owner passphrase: ")?;
+    let second = rpassword::prompt_password("Repeat it: ")?;
+    if first != second {
+        bail!("the two passphrases differ");
+    }
+    Ok(first)
+}

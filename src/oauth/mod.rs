@@ -1,0 +1,275 @@
+//! The OAuth 2.1 authorization server: client registration (RFC 7591), owner approval at
+//! `/authorize`, the code and refresh grants with rotation, revocation (RFC 7009), JWT access
+//! tokens (RFC 9068) and their verification. No HTTP here: `http` adapts requests to these
+//! calls, and `store` keeps the state.
+
+pub mod client;
+pub mod error;
+pub mod jwt;
+pub mod owner;
+pub mod pkce;
+pub mod scope;
+pub mod secrets;
+
+mod authorize;
+mod register;
+mod sealed;
+mod token;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::clock::{SharedClock, UnixSeconds};
+use crate::config::Config;
+use crate::oauth::error::OAuthError;
+use crate::oauth::jwt::{AccessClaims, KeyRing, TokenRejection};
+use crate::store::{Store, StoreError};
+
+pub use authorize::{
+    AuthorizationRequest, ConsentView, OwnerSession, PendingAuthorization, redirect_with,
+};
+pub use register::RegisteredClient;
+pub use token::{ClientCredentials, IssuedBearerToken, TokenResponse};
+
+/// The subject of every token: the gateway has exactly one resource owner.
+pub const OWNER_SUBJECT: &str = "owner";
+
+/// How often an unknown `kid` may trigger a reload of the keys from the store.
+const KEY_RELOAD_INTERVAL_SECONDS: i64 = 10;
+
+/// Lifetimes and policies of the authorization server, in seconds.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The issuer (`iss`): our public origin.
+    pub issuer: String,
+    /// The MCP resource (`aud`).
+    pub resource: String,
+    /// Access-token lifetime.
+    pub access_token_ttl: i64,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: i64,
+    /// Grace window of a rotated refresh token.
+    pub refresh_grace: i64,
+    /// Authorization-code lifetime.
+    pub code_ttl: i64,
+    /// Time the owner has to approve a request.
+    pub authorization_request_ttl: i64,
+    /// Owner session lifetime.
+    pub owner_session_ttl: i64,
+    /// Age after which never-approved clients are removed.
+    pub unused_client_ttl: i64,
+    /// Custom redirect-URI schemes accepted at registration.
+    pub custom_redirect_schemes: Vec<String>,
+}
+
+impl AuthSettings {
+    /// Derives the settings from the configuration.
+    pub fn from_config(config: &Config) -> Self {
+        let seconds =
+            |duration: std::time::Duration| i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            issuer: config.public_url.as_str().to_owned(),
+            resource: config.mcp_resource(),
+            access_token_ttl: seconds(config.oauth.access_token_ttl),
+            refresh_token_ttl: seconds(config.oauth.refresh_token_ttl),
+            refresh_grace: seconds(config.oauth.refresh_grace),
+            code_ttl: seconds(config.oauth.code_ttl),
+            authorization_request_ttl: seconds(config.oauth.authorization_request_ttl),
+            owner_session_ttl: seconds(config.oauth.owner_session_ttl),
+            unused_client_ttl: seconds(config.oauth.unused_client_ttl),
+            custom_redirect_schemes: config.oauth.custom_redirect_schemes.clone(),
+        }
+    }
+
+    /// Whether a `resource` parameter names us (RFC 8707). The canonical URL is what we mint
+    /// into `aud`; the bare origin and a trailing slash are accepted because older clients
+    /// send them.
+    pub fn accepts_resource(&self, resource: &str) -> bool {
+        let trimmed = resource.strip_suffix('/').unwrap_or(resource);
+        trimmed == self.resource || trimmed == self.issuer
+    }
+}
+
+/// Why an access token was not accepted by `verify_access_token`.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessTokenError {
+    /// The token is bad; the client is told `invalid_token`.
+    #[error("access token rejected: {0}")]
+    Rejected(TokenRejection),
+    /// The store failed while checking revocation.
+    #[error("cannot check the access token")]
+    Internal(#[from] StoreError),
+}
+
+/// The authorization-server service: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct AuthServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: SharedClock,
+    settings: AuthSettings,
+    // Held only for a clone or a swap, never across an await.
+    keys: RwLock<KeyRing>,
+    last_key_reload: Mutex<UnixSeconds>,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuthServer")
+            .field("issuer", &self.inner.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthServer {
+    /// Opens the authorization server over `store`, creating the first signing key when
+    /// there is none.
+    pub async fn open(
+        store: Store,
+        clock: SharedClock,
+        settings: AuthSettings,
+    ) -> Result<Self, OAuthError> {
+        let now = clock.now();
+        let keys = match load_key_ring(&store, now).await? {
+            Some(keys) => keys,
+            None => {
+                let record = jwt::generate_signing_key(now).map_err(OAuthError::internal)?;
+                store.insert_signing_key(&record).await?;
+                tracing::info!(kid = %record.kid, "created the first token signing key");
+                load_key_ring(&store, now)
+                    .await?
+                    .ok_or_else(|| OAuthError::internal(jwt_missing_key()))?
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                settings,
+                keys: RwLock::new(keys),
+                last_key_reload: Mutex::new(now),
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    /// The current time according to the server's clock.
+    pub fn now(&self) -> UnixSeconds {
+        self.inner.clock.now()
+    }
+
+    /// The published JSON Web Key Set.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.key_ring().jwks().clone()
+    }
+
+    /// Whether the store answers and a signing key is loaded; for readiness.
+    pub async fn is_ready(&self) -> bool {
+        self.inner.store.ping().await.is_ok() && !self.key_ring().signing_kid().is_empty()
+    }
+
+    /// Verifies a bearer access token: signature, type, issuer, audience, lifetime, and
+    /// that neither it nor its grant was revoked.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
+        let settings = &self.inner.settings;
+        let now = self.now();
+        let mut verdict = self
+            .key_ring()
+            .verify(token, &settings.issuer, &settings.resource, now);
+        if verdict == Err(TokenRejection::UnknownKey) && self.reload_keys_if_due(now).await? {
+            verdict = self
+                .key_ring()
+                .verify(token, &settings.issuer, &settings.resource, now);
+        }
+        let claims = verdict.map_err(AccessTokenError::Rejected)?;
+        if self
+            .inner
+            .store
+            .is_access_token_revoked(&claims.jti, &claims.gid)
+            .await?
+        {
+            return Err(AccessTokenError::Rejected(TokenRejection::Revoked));
+        }
+        Ok(claims)
+    }
+
+    /// Rotates the signing key: new tokens are signed by a new key, and the old one stays
+    /// published until the last token it signed has expired.
+    pub async fn rotate_signing_key(&self) -> Result<String, OAuthError> {
+        let now = self.now();
+        let record = jwt::generate_signing_key(now).map_err(OAuthError::internal)?;
+        self.inner.store.insert_signing_key(&record).await?;
+        self.reload_keys(now).await?;
+        Ok(record.kid)
+    }
+
+    /// Periodic upkeep: removes what has expired and picks up keys rotated by the CLI.
+    pub async fn run_maintenance(&self) -> Result<u64, OAuthError> {
+        let now = self.now();
+        let removed = self
+            .inner
+            .store
+            .sweep_expired(now, now - self.inner.settings.unused_client_ttl)
+            .await?;
+        self.reload_keys(now).await?;
+        Ok(removed)
+    }
+
+    fn key_ring(&self) -> KeyRing {
+        // A poisoned lock only means a panic elsewhere mid-swap; the ring inside is whole.
+        match self.inner.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    async fn reload_keys(&self, now: UnixSeconds) -> Result<(), OAuthError> {
+        if let Some(ring) = load_key_ring(&self.inner.store, now).await? {
+            match self.inner.keys.write() {
+                Ok(mut keys) => *keys = ring,
+                Err(poisoned) => *poisoned.into_inner() = ring,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads keys after an unknown `kid`, at most once per interval, so random `kid`s
+    /// cannot turn every request into a database read.
+    async fn reload_keys_if_due(&self, now: UnixSeconds) -> Result<bool, StoreError> {
+        {
+            let mut last = match self.inner.last_key_reload.lock() {
+                Ok(last) => last,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if now - *last < KEY_RELOAD_INTERVAL_SECONDS {
+                return Ok(false);
+            }
+            *last = now;
+        }
+        match self.reload_keys(now).await {
+            Ok(()) => Ok(true),
+            Err(OAuthError::Internal(_)) | Err(OAuthError::Rejected { .. }) => Ok(false),
+        }
+    }
+}
+
+async fn load_key_ring(store: &Store, now: UnixSeconds) -> Result<Option<KeyRing>, OAuthError> {
+    let records = store.live_signing_keys(now).await?;
+    KeyRing::from_records(&records).map_err(OAuthError::internal)
+}
+
+fn jwt_missing_key() -> StoreError {
+    StoreError::Corrupt("the signing key just written cannot be read back".into())
+}

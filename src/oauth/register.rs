@@ -1,0 +1,70 @@
+//! Dynamic client registration (RFC 7591 §3): validate, store (the secret only as a hash),
+//! and answer with everything registered.
+
+use serde_json::{Value, json};
+
+use crate::oauth::AuthServer;
+use crate::oauth::client::{RegistrationRejection, RegistrationRequest};
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::secrets;
+use crate::store::NewClient;
+
+/// The answer to a successful registration (RFC 7591 §3.2.1).
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    /// The new client's identifier.
+    pub client_id: String,
+    /// The response body: every registered member, the id, and the secret if any.
+    pub body: Value,
+}
+
+impl AuthServer {
+    /// Registers a client.
+    #[tracing::instrument(skip_all)]
+    pub async fn register_client(
+        &self,
+        request: RegistrationRequest,
+    ) -> Result<RegisteredClient, OAuthError> {
+        let validated = request
+            .validate(&self.settings().custom_redirect_schemes)
+            .map_err(|rejection| match rejection {
+                RegistrationRejection::RedirectUri(why) => {
+                    OAuthError::rejected(ErrorCode::InvalidRedirectUri, why)
+                }
+                RegistrationRejection::Metadata(why) => {
+                    OAuthError::rejected(ErrorCode::InvalidClientMetadata, why)
+                }
+            })?;
+        let now = self.now();
+        let client_id = secrets::random_id("c_");
+        let secret = validated
+            .auth_method
+            .has_secret()
+            .then(secrets::random_token);
+        self.store()
+            .insert_client(&NewClient {
+                id: client_id.clone(),
+                secret_hash: secret.as_deref().map(secrets::hash_secret),
+                name: validated.name.clone(),
+                redirect_uris: validated.redirect_uris.clone(),
+                auth_method: validated.auth_method.as_str().to_owned(),
+                metadata: Value::Object(validated.metadata.clone()),
+                created_at: now,
+            })
+            .await?;
+        tracing::info!(client_id = %client_id, auth_method = validated.auth_method.as_str(), "client registered");
+
+        let mut body = validated.metadata;
+        body.insert("client_id".into(), json!(client_id));
+        body.insert("client_id_issued_at".into(), json!(now));
+        if let Some(secret) = secret {
+            body.insert("client_secret".into(), json!(secret));
+            // Secrets never expire: an expiring DCR secret silently kills a connector.
+            body.insert("client_secret_expires_at".into(), json!(0));
+        }
+        Ok(RegisteredClient {
+            client_id,
+            body: Value::Object(body),
+        })
+    }
+}

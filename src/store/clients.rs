@@ -1,0 +1,133 @@
+//! Registered OAuth clients (RFC 7591).
+
+use sqlx::Row;
+
+use crate::clock::UnixSeconds;
+use crate::store::{Store, StoreError};
+
+/// A client as stored.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// The public client identifier.
+    pub id: String,
+    /// SHA-256 hash of the client secret, for confidential clients.
+    pub secret_hash: Option<String>,
+    /// The display name shown on the consent page.
+    pub name: String,
+    /// The exact redirect URIs registered.
+    pub redirect_uris: Vec<String>,
+    /// `none`, `client_secret_post` or `client_secret_basic`.
+    pub auth_method: String,
+    /// The registered metadata, as echoed at registration.
+    pub metadata: serde_json::Value,
+    /// When it registered.
+    pub created_at: UnixSeconds,
+    /// When the owner first approved it.
+    pub authorized_at: Option<UnixSeconds>,
+    /// When it last obtained a token.
+    pub last_used_at: Option<UnixSeconds>,
+}
+
+/// A client about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// The public client identifier.
+    pub id: String,
+    /// SHA-256 hash of the client secret, for confidential clients.
+    pub secret_hash: Option<String>,
+    /// The display name.
+    pub name: String,
+    /// The exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// The token endpoint authentication method.
+    pub auth_method: String,
+    /// The registered metadata.
+    pub metadata: serde_json::Value,
+    /// The registration time.
+    pub created_at: UnixSeconds,
+}
+
+impl Store {
+    /// Stores a newly registered client.
+    pub async fn insert_client(&self, client: &NewClient) -> Result<(), StoreError> {
+        let redirect_uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        sqlx::query(
+            "INSERT INTO clients (id, secret_hash, name, redirect_uris, auth_method, metadata, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&client.id)
+        .bind(&client.secret_hash)
+        .bind(&client.name)
+        .bind(redirect_uris)
+        .bind(&client.auth_method)
+        .bind(client.metadata.to_string())
+        .bind(client.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Finds a client by its identifier.
+    pub async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM clients WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| client_from_row(&row)).transpose()
+    }
+
+    /// All clients, newest first.
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM clients ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// Records that a client obtained tokens, for the operator's `clients list`.
+    pub async fn touch_client(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clients SET last_used_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a client and, through the foreign keys, every grant and token it holds.
+    pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM clients WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Removes clients registered before `cutoff` that the owner never approved.
+    pub async fn delete_unapproved_clients(&self, cutoff: UnixSeconds) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM clients WHERE authorized_at IS NULL AND created_at < ?")
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord, StoreError> {
+    let corrupt = |error: serde_json::Error| StoreError::Corrupt(format!("client row: {error}"));
+    let redirect_uris: String = row.try_get("redirect_uris")?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(ClientRecord {
+        id: row.try_get("id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        name: row.try_get("name")?,
+        redirect_uris: serde_json::from_str(&redirect_uris).map_err(corrupt)?,
+        auth_method: row.try_get("auth_method")?,
+        metadata: serde_json::from_str(&metadata).map_err(corrupt)?,
+        created_at: row.try_get("created_at")?,
+        authorized_at: row.try_get("authorized_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}

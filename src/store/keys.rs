@@ -1,0 +1,119 @@
+//! Token signing keys (private PKCS#8, never served) and the list of revoked access tokens.
+
+use sqlx::Row;
+
+use crate::clock::UnixSeconds;
+use crate::store::{Store, StoreError};
+
+/// A stored signing key.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    /// The key id (`kid`), an RFC 7638 thumbprint.
+    pub kid: String,
+    /// The JWS algorithm, such as `ES256`.
+    pub alg: String,
+    /// The private key, PKCS#8 DER.
+    pub private_pkcs8: Vec<u8>,
+    /// When it was created.
+    pub created_at: UnixSeconds,
+    /// When a newer key replaced it for signing.
+    pub retired_at: Option<UnixSeconds>,
+    /// The latest expiry of any token it signed.
+    pub tokens_valid_until: UnixSeconds,
+}
+
+impl Store {
+    /// Keys still needed: the signing key and retired keys whose tokens have not all expired.
+    /// Newest first, so the first unretired one signs.
+    pub async fn live_signing_keys(
+        &self,
+        now: UnixSeconds,
+    ) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM signing_keys WHERE retired_at IS NULL OR tokens_valid_until > ?
+             ORDER BY created_at DESC, rowid DESC",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SigningKeyRecord {
+                    kid: row.try_get("kid")?,
+                    alg: row.try_get("alg")?,
+                    private_pkcs8: row.try_get("private_pkcs8")?,
+                    created_at: row.try_get("created_at")?,
+                    retired_at: row.try_get("retired_at")?,
+                    tokens_valid_until: row.try_get("tokens_valid_until")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes `key` the signing key and retires every other one, at once.
+    pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let mut transaction = self.begin_write().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(key.created_at)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.private_pkcs8)
+        .bind(key.created_at)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Extends how long `kid` must stay published, after it signed a token expiring then.
+    pub async fn extend_key_validity(
+        &self,
+        kid: &str,
+        expires_at: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE signing_keys SET tokens_valid_until = MAX(tokens_valid_until, ?) WHERE kid = ?",
+        )
+        .bind(expires_at)
+        .bind(kid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Remembers a revoked access token until it would have expired anyway.
+    pub async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether an access token is dead: revoked itself, or its grant revoked or gone.
+    pub async fn is_access_token_revoked(
+        &self,
+        jti: &str,
+        grant_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)
+                 OR NOT EXISTS (SELECT 1 FROM grants WHERE id = ? AND revoked_at IS NULL)",
+        )
+        .bind(jti)
+        .bind(grant_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<bool, _>(0)?)
+    }
+}

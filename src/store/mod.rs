@@ -1,0 +1,104 @@
+//! The only module with SQL. `Store` is a cheap, cloneable handle over a SQLite pool (WAL mode)
+//! with its migrations applied at open; methods are named in domain words, and every secret
+//! arrives here already hashed.
+
+mod clients;
+mod grants;
+mod keys;
+mod owner;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use clients::{ClientRecord, NewClient};
+pub use grants::{
+    AuthorizationRequestRecord, BearerGrantRecord, CodeRecord, GrantKind, GrantRecord, NewGrant,
+    RefreshRecord, Rotation,
+};
+pub use keys::SigningKeyRecord;
+
+/// A failure of the store; callers treat all of them as internal errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed at open.
+    #[error("database migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The data directory could not be prepared.
+    #[error("cannot prepare the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A handle to the gateway's SQLite store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating when missing) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            create_private_dir(parent)?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            // The CLI writes while the server runs; wait for the other writer instead of failing.
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Whether the database answers; for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction that takes the write lock at once, so two writers never
+    /// deadlock upgrading a read lock.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    let fail = |source| StoreError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The directory holds signing keys: readable by the service user only.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
+}
