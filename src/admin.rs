@@ -170,12 +170,12 @@ pub async fn revoke_client(config: &Config, client_id: &str) -> Result<String, A
 /// `config check`.
 pub fn describe_config(config: &Config) -> String {
     format!(
-        "configuration is valid\n  listen      {}\n  public_url  {}\n  mcp         {}\n  data_dir    {}\n  approval    {:?}\n",
+        "configuration is valid\n  listen      {}\n  public_url  {}\n  mcp         {}\n  data_dir    {}\n  approval    {}\n",
         config.listen,
         config.public_url,
         config.mcp_resource(),
         config.data_dir.display(),
-        config.approval
+        config.approval.as_str()
     )
 }
 

@@ -50,6 +50,16 @@ pub enum ApprovalMode {
     Auto,
 }
 
+impl ApprovalMode {
+    /// The mode as spelled in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::Password => "password",
+            ApprovalMode::Auto => "auto",
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

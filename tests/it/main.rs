@@ -1,0 +1,12 @@
+//! The integration suite: one binary (each extra test binary is another slow link). Every test
+//! talks to a real gateway on 127.0.0.1:0 with its own SQLite file.
+
+// Test code fails loudly on purpose: a panic with a message is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod oauth_flow;
+mod oauth_rejections;
+mod owner_approval;
+mod restart;
+mod support;
+mod tidy;

@@ -1,0 +1,357 @@
+//! Password-mode approval, driven over HTTP as a browser would: the login form, the session
+//! cookie, the consent page, Approve and Deny, and the protections around them.
+
+use nexus_gateway::config::ApprovalMode;
+use reqwest::StatusCode;
+
+use crate::support::{Pkce, TestApp, TestClient, hidden_field, redirect_params, spawn_app_with};
+
+async fn password_app() -> TestApp {
+    spawn_app_with(|config| config.approval = ApprovalMode::Password).await
+}
+
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self { app, cookie: None }
+    }
+
+    async fn open_authorize(
+        &self,
+        client: &TestClient,
+        pkce: &Pkce,
+        state: &str,
+    ) -> reqwest::Response {
+        let query = self.app.authorize_query(client, pkce, state);
+        let mut request = self.app.http.get(self.app.url("/authorize")).query(&query);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.expect("authorize")
+    }
+
+    async fn log_in(&mut self, page: &str, passphrase: &str) -> reqwest::Response {
+        let form = [
+            ("request_id", hidden_field(page, "request_id")),
+            ("csrf", hidden_field(page, "csrf")),
+            ("passphrase", passphrase.into()),
+        ];
+        let response = self
+            .app
+            .http
+            .post(self.app.url("/authorize/login"))
+            .form(&form)
+            .send()
+            .await
+            .expect("login");
+        if let Some(set_cookie) = response.headers().get("set-cookie") {
+            let set_cookie = set_cookie.to_str().expect("ascii");
+            self.cookie = set_cookie.split(';').next().map(str::to_owned);
+        }
+        response
+    }
+
+    async fn get(&self, location: &str) -> reqwest::Response {
+        let mut request = self.app.http.get(self.app.url(location));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.expect("get")
+    }
+
+    async fn decide(&self, request_id: &str, csrf: &str, decision: &str) -> reqwest::Response {
+        let mut request = self
+            .app
+            .http
+            .post(self.app.url("/authorize/decision"))
+            .form(&[
+                ("request_id", request_id),
+                ("csrf", csrf),
+                ("decision", decision),
+            ]);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.expect("decision")
+    }
+
+    /// Logs in from a fresh /authorize and returns the consent page's HTML.
+    async fn reach_consent(&mut self, client: &TestClient, pkce: &Pkce, state: &str) -> String {
+        let login_page = self
+            .open_authorize(client, pkce, state)
+            .await
+            .text()
+            .await
+            .expect("html");
+        let passphrase = self
+            .app
+            .owner_passphrase
+            .clone()
+            .expect("generated passphrase");
+        let response = self.log_in(&login_page, &passphrase).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let consent = self.get(&location).await;
+        assert_eq!(consent.status(), StatusCode::OK);
+        consent.text().await.expect("html")
+    }
+}
+
+#[tokio::test]
+async fn the_owner_logs_in_approves_and_the_client_gets_tokens() {
+    let app = password_app().await;
+    assert!(
+        app.owner_passphrase.is_some(),
+        "a passphrase is generated on first start"
+    );
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let mut browser = Browser::new(&app);
+
+    let login = browser.open_authorize(&client, &pkce, "st").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let csp = login.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let login_page = login.text().await.expect("html");
+    assert!(login_page.contains("Test Client") && login_page.contains("client.example"));
+
+    let passphrase = app.owner_passphrase.clone().expect("passphrase");
+    let logged_in = browser.log_in(&login_page, &passphrase).await;
+    assert_eq!(logged_in.status(), StatusCode::SEE_OTHER);
+    let cookie = logged_in.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax")
+            && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let consent = browser
+        .get(logged_in.headers()["location"].to_str().expect("ascii"))
+        .await;
+    let consent_page = consent.text().await.expect("html");
+    for expected in [
+        "Allow Test Client?",
+        "client.example",
+        "Send tasks to your agent",
+        "Read your agent",
+        "Approve",
+        "Deny",
+    ] {
+        assert!(
+            consent_page.contains(expected),
+            "consent page lacks {expected}"
+        );
+    }
+
+    let approved = browser
+        .decide(
+            &hidden_field(&consent_page, "request_id"),
+            &hidden_field(&consent_page, "csrf"),
+            "approve",
+        )
+        .await;
+    assert_eq!(
+        approved.status(),
+        StatusCode::SEE_OTHER,
+        "303 after a form POST, never 307"
+    );
+    let params = redirect_params(&approved);
+    assert_eq!(params.get("state").map(String::as_str), Some("st"));
+    assert_eq!(params.get("iss"), Some(&app.base_url));
+    let tokens = app.exchange(&client, &params["code"], &pkce).await;
+    assert_eq!(tokens.status(), StatusCode::OK);
+
+    // The owner's session carries over: the next request goes straight to consent.
+    let second = browser
+        .open_authorize(&client, &Pkce::new(), "again")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(second.contains("Allow Test Client?"));
+}
+
+#[tokio::test]
+async fn denial_redirects_with_access_denied_and_answers_cannot_be_replayed() {
+    let app = password_app().await;
+    let client = app.register_client("none").await;
+    let mut browser = Browser::new(&app);
+    let consent = browser.reach_consent(&client, &Pkce::new(), "st").await;
+    let (request_id, csrf) = (
+        hidden_field(&consent, "request_id"),
+        hidden_field(&consent, "csrf"),
+    );
+    let denied = browser.decide(&request_id, &csrf, "deny").await;
+    assert_eq!(denied.status(), StatusCode::SEE_OTHER);
+    let params = redirect_params(&denied);
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("access_denied")
+    );
+    assert_eq!(params.get("state").map(String::as_str), Some("st"));
+    assert!(!params.contains_key("code"));
+    let replay = browser.decide(&request_id, &csrf, "approve").await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert!(replay.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn consent_needs_the_session_and_its_own_csrf_token() {
+    let app = password_app().await;
+    let client = app.register_client("none").await;
+    let mut owner = Browser::new(&app);
+    let first = owner.reach_consent(&client, &Pkce::new(), "a").await;
+    let second_page = owner
+        .open_authorize(&client, &Pkce::new(), "b")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let (first_id, first_csrf) = (
+        hidden_field(&first, "request_id"),
+        hidden_field(&first, "csrf"),
+    );
+    let second_id = hidden_field(&second_page, "request_id");
+
+    // An attacker's page can make the owner's browser post, but cannot know the CSRF token.
+    assert_eq!(
+        owner.decide(&first_id, "guessed", "approve").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        owner
+            .decide(&second_id, &first_csrf, "approve")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // Without the session cookie nothing can be approved, whatever the token.
+    let stranger = Browser::new(&app);
+    assert_eq!(
+        stranger
+            .decide(&first_id, &first_csrf, "approve")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        stranger
+            .get(&format!("/authorize/consent?request_id={first_id}"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The real answer still works.
+    assert_eq!(
+        owner
+            .decide(&first_id, &first_csrf, "approve")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn wrong_passphrases_are_refused_then_locked_out() {
+    let app = password_app().await;
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let mut browser = Browser::new(&app);
+    let page = browser
+        .open_authorize(&client, &pkce, "s")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let wrong = browser.log_in(&page, "not the passphrase").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(
+        wrong
+            .text()
+            .await
+            .expect("html")
+            .contains("That passphrase is not right.")
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(browser.log_in(&page, "still wrong").await.status());
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // Locked out: even the right passphrase waits.
+    let passphrase = app.owner_passphrase.clone().expect("passphrase");
+    assert_eq!(
+        browser.log_in(&page, &passphrase).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A forged login form (no valid CSRF token for the request) never reaches the check.
+    let forged = app
+        .http
+        .post(app.url("/authorize/login"))
+        .form(&[
+            ("request_id", hidden_field(&page, "request_id").as_str()),
+            ("csrf", "forged"),
+            ("passphrase", passphrase.as_str()),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_operator_can_change_the_passphrase() {
+    let app = password_app().await;
+    let old = app.owner_passphrase.clone().expect("passphrase");
+    assert!(
+        nexus_gateway::admin::set_owner_password(&app.config, "short")
+            .await
+            .is_err()
+    );
+    nexus_gateway::admin::set_owner_password(&app.config, "correct horse battery staple")
+        .await
+        .expect("set");
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let mut browser = Browser::new(&app);
+    let page = browser
+        .open_authorize(&client, &pkce, "s")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        browser.log_in(&page, &old).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        browser
+            .log_in(&page, "correct horse battery staple")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let stored =
+        std::fs::read(crate::support::database_file(app.data_dir.path())).expect("database file");
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("correct horse battery staple"),
+        "only the argon2id hash is stored"
+    );
+}
