@@ -5,14 +5,13 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
 use crate::clock::{SystemClock, UnixSeconds};
 use crate::config::Config;
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{AuthServer, AuthSettings};
+use crate::queue::agents::Agents;
+use crate::queue::error::QueueError;
 use crate::store::Store;
 
 /// A failed admin command, with a message for the operator.
@@ -27,6 +26,9 @@ pub enum AdminError {
     /// The authorization server refused or failed.
     #[error("{0}")]
     OAuth(#[from] OAuthError),
+    /// The queue refused or failed.
+    #[error("{0}")]
+    Queue(#[from] QueueError),
 }
 
 async fn open(config: &Config) -> Result<AuthServer, AdminError> {
@@ -167,6 +169,70 @@ pub async fn revoke_client(config: &Config, client_id: &str) -> Result<String, A
     }
 }
 
+async fn open_agents(config: &Config) -> Result<Agents, AdminError> {
+    let store = Store::open(&config.database_path()).await?;
+    let targets = config
+        .targets
+        .iter()
+        .map(|target| target.name.clone())
+        .collect();
+    Ok(Agents::new(store, Arc::new(SystemClock), targets))
+}
+
+/// `agents add`.
+pub async fn add_agent(
+    config: &Config,
+    name: &str,
+    targets: &[String],
+) -> Result<String, AdminError> {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|target| target.trim().to_owned())
+        .filter(|target| !target.is_empty())
+        .collect();
+    let (agent, token) = open_agents(config).await?.add(name, &targets).await?;
+    Ok(format!(
+        "{token}\n\n# agent `{}` serving {}. The token is shown only now.\n# The agent calls {}/agent/v1/... with: Authorization: Bearer <token>\n",
+        agent.name,
+        agent.targets.join(", "),
+        config.public_url
+    ))
+}
+
+/// `agents list`.
+pub async fn list_agents(config: &Config) -> Result<String, AdminError> {
+    let agents = open_agents(config).await?.list().await?;
+    let mut out = String::new();
+    if agents.is_empty() {
+        out.push_str("no agents\n");
+    }
+    for agent in agents {
+        let status = match agent.revoked_at {
+            Some(at) => format!("revoked {}", rfc3339(at)),
+            None => "active".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{}\t{}\tadded {}\t{status}",
+            agent.name,
+            agent.targets.join(","),
+            rfc3339(agent.created_at)
+        );
+    }
+    Ok(out)
+}
+
+/// `agents revoke`.
+pub async fn revoke_agent(config: &Config, name: &str) -> Result<String, AdminError> {
+    if open_agents(config).await?.revoke(name).await? {
+        Ok(format!("agent `{name}` revoked\n"))
+    } else {
+        Err(AdminError::Invalid(format!(
+            "no active agent named `{name}`"
+        )))
+    }
+}
+
 /// `config check`.
 pub fn describe_config(config: &Config) -> String {
     format!(
@@ -180,8 +246,5 @@ pub fn describe_config(config: &Config) -> String {
 }
 
 fn rfc3339(at: UnixSeconds) -> String {
-    OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
-        .unwrap_or_else(|| at.to_string())
+    crate::queue::rfc3339(at)
 }

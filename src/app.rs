@@ -15,6 +15,8 @@ use crate::config::{ApprovalMode, Config};
 use crate::http::rate_limit::RateLimits;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{AuthServer, AuthSettings};
+use crate::queue::Queue;
+use crate::queue::agents::Agents;
 use crate::store::{Store, StoreError};
 
 /// How often expired rows are swept and rotated keys picked up.
@@ -29,6 +31,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Per-IP rate limiters.
     pub limits: Arc<RateLimits>,
+    /// The task queue.
+    pub queue: Queue,
+    /// The agents allowed to claim tasks.
+    pub agents: Agents,
 }
 
 /// A failure to start the gateway.
@@ -47,6 +53,8 @@ pub struct App {
     state: AppState,
     extra_routes: Router,
     generated_owner_passphrase: Option<String>,
+    // Cancelled when serving stops: ends long polls, MCP streams and the maintenance loop.
+    stopping: CancellationToken,
 }
 
 impl App {
@@ -58,7 +66,28 @@ impl App {
     /// Builds the gateway with the given clock (tests use a manual one).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, AppError> {
         let store = Store::open(&config.database_path()).await?;
-        let auth = AuthServer::open(store, clock, AuthSettings::from_config(&config)).await?;
+        let auth = AuthServer::open(
+            store.clone(),
+            clock.clone(),
+            AuthSettings::from_config(&config),
+        )
+        .await?;
+        let stopping = CancellationToken::new();
+        let queue = Queue::new(
+            store.clone(),
+            clock.clone(),
+            config.targets.clone(),
+            stopping.clone(),
+        );
+        let agents = Agents::new(
+            store,
+            clock,
+            config
+                .targets
+                .iter()
+                .map(|target| target.name.clone())
+                .collect(),
+        );
         let generated_owner_passphrase = match config.approval {
             ApprovalMode::Password => auth.ensure_owner_credential().await?,
             ApprovalMode::Auto => {
@@ -75,9 +104,12 @@ impl App {
                 auth,
                 config: Arc::new(config),
                 limits,
+                queue,
+                agents,
             },
             extra_routes: Router::new(),
             generated_owner_passphrase,
+            stopping,
         })
     }
 
@@ -100,7 +132,11 @@ impl App {
 
     /// The complete router.
     pub fn router(&self) -> Router {
-        crate::http::router(self.state.clone(), self.extra_routes.clone())
+        crate::http::router(
+            self.state.clone(),
+            self.extra_routes.clone(),
+            &self.stopping,
+        )
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, then drains open requests.
@@ -110,7 +146,16 @@ impl App {
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let router = self.router();
-        let maintenance = tokio::spawn(run_maintenance(self.state.clone(), shutdown.child_token()));
+        let stopping = self.stopping.clone();
+        tokio::spawn({
+            let stopping = stopping.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                stopping.cancel();
+            }
+        });
+        let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
         let address = listener.local_addr()?;
         tracing::info!(%address, public_url = %self.state.config.public_url, "nexus-gateway listening");
         let served = axum::serve(
@@ -119,7 +164,7 @@ impl App {
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
-        shutdown.cancel();
+        stopping.cancel();
         let _ = maintenance.await;
         tracing::info!("nexus-gateway stopped");
         served

@@ -34,6 +34,9 @@ pub enum Command {
     /// Manage registered OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Manage agents, the programs that claim tasks through the agent API.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Check the configuration and print what is in force.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -90,6 +93,26 @@ pub enum ClientsCommand {
     Revoke {
         /// The client id.
         client_id: String,
+    },
+}
+
+/// `agents ...`
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Add an agent and print its token once.
+    Add {
+        /// The agent's name.
+        name: String,
+        /// Targets it serves, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<String>,
+    },
+    /// List agents (never their tokens).
+    List,
+    /// Revoke an agent's token.
+    Revoke {
+        /// The agent's name.
+        name: String,
     },
 }
 

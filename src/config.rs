@@ -38,6 +38,54 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Rate and size limits.
     pub limits: LimitsConfig,
+    /// Where tasks can be sent; the first is the default.
+    pub targets: Vec<TargetConfig>,
+    /// The MCP endpoint's browser-facing checks.
+    pub mcp: McpConfig,
+}
+
+/// One destination for tasks, and how tasks reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The name clients use (`homelab`, `nexus:felt`).
+    pub name: String,
+    /// How tasks reach the agent.
+    pub transport: TransportKind,
+    /// What the target is, shown to models in the tool description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// How tasks reach an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// The agent polls `/agent/v1` with its own token.
+    AgentApi,
+}
+
+/// Checks on who may call `/mcp` from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// `Origin` values allowed on `/mcp` (`scheme://host:port`, `:*` for any port). A request
+    /// with any other `Origin` gets 403; requests without one (server-side clients) pass.
+    pub allowed_origins: Vec<String>,
+    /// `Host` values accepted besides the public URL's host and loopback names.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec![
+                "https://claude.ai:443".into(),
+                "https://claude.com:443".into(),
+            ],
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 /// How an authorization request is approved.
@@ -211,6 +259,12 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             oauth: OAuthConfig::default(),
             limits: LimitsConfig::default(),
+            targets: vec![TargetConfig {
+                name: "homelab".into(),
+                transport: TransportKind::AgentApi,
+                description: Some("the homelab agent".into()),
+            }],
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -238,8 +292,10 @@ impl Default for LimitsConfig {
             register_per_minute: 60,
             token_per_minute: 120,
             login_per_minute: 10,
-            max_body_bytes: 64 * 1024,
-            request_timeout: Duration::from_secs(30),
+            // A 16 KiB task, JSON-escaped inside a JSON-RPC request, fits with room to spare.
+            max_body_bytes: 256 * 1024,
+            // Above the agent API's 30 s long poll.
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -324,6 +380,8 @@ impl Config {
         let log_format = reader.read("log_format");
         let oauth = read_oauth(&mut reader);
         let limits = read_limits(&mut reader);
+        let targets = reader.read("targets");
+        let mcp = reader.read("mcp");
 
         let (
             Some(listen),
@@ -334,6 +392,8 @@ impl Config {
             Some(log_format),
             Some(oauth),
             Some(limits),
+            Some(targets),
+            Some(mcp),
         ) = (
             listen,
             public_url,
@@ -343,6 +403,8 @@ impl Config {
             log_format,
             oauth,
             limits,
+            targets,
+            mcp,
         )
         else {
             return Err(ConfigErrors(problems));
@@ -356,6 +418,8 @@ impl Config {
             log_format,
             oauth,
             limits,
+            targets,
+            mcp,
         };
         problems.extend(config.semantic_problems());
         if problems.is_empty() {
@@ -443,8 +507,41 @@ impl Config {
                 problem(key, "must be at least 1".into());
             }
         }
-        if self.limits.max_body_bytes < 1024 {
-            problem("limits.max_body_bytes", "must be at least 1024".into());
+        if self.limits.max_body_bytes < 64 * 1024 {
+            problem(
+                "limits.max_body_bytes",
+                "must be at least 65536 (a 16 KiB task has to fit)".into(),
+            );
+        }
+        if self.targets.is_empty() {
+            problem("targets", "at least one target is needed".into());
+        }
+        let mut seen = BTreeSet::new();
+        for (index, target) in self.targets.iter().enumerate() {
+            if !crate::queue::message::is_valid_target_name(&target.name) {
+                problem(
+                    &format!("targets[{index}].name"),
+                    format!(
+                        "`{}` must use lowercase letters, digits and -_:. (1 to 64)",
+                        target.name
+                    ),
+                );
+            } else if !seen.insert(target.name.as_str()) {
+                problem(
+                    &format!("targets[{index}].name"),
+                    format!("`{}` is defined twice", target.name),
+                );
+            }
+        }
+        for origin in &self.mcp.allowed_origins {
+            let valid = Url::parse(origin.trim_end_matches(":*"))
+                .is_ok_and(|url| url.host_str().is_some() && url.path() == "/");
+            if !valid && origin != "null" {
+                problem(
+                    "mcp.allowed_origins",
+                    format!("`{origin}` is not an origin such as https://app.example.com:443"),
+                );
+            }
         }
         problems
     }
@@ -494,13 +591,26 @@ impl KeyReader<'_, '_> {
         match self.figment.extract_inner::<T>(key) {
             Ok(value) => Some(value),
             Err(error) => {
-                let mut problems = figment_problems(error);
-                for problem in &mut problems {
-                    if problem.key.is_empty() {
-                        problem.key = key.to_owned();
+                let key_parts: Vec<&str> = key.split('.').collect();
+                for error in error {
+                    // Figment reports the extracted key after the path inside it
+                    // (`1.transport.targets`); put it first.
+                    let mut path: Vec<&str> = error.path.iter().map(String::as_str).collect();
+                    if path.ends_with(&key_parts) {
+                        path.truncate(path.len() - key_parts.len());
                     }
+                    let mut full = key_parts.clone();
+                    full.extend(path);
+                    let source = error
+                        .metadata
+                        .as_ref()
+                        .map(|metadata| format!(" (from {})", metadata.name))
+                        .unwrap_or_default();
+                    self.problems.push(ConfigProblem {
+                        key: display_path(&full),
+                        message: format!("{}{source}", error.kind),
+                    });
                 }
-                self.problems.extend(problems);
                 None
             }
         }
@@ -532,12 +642,29 @@ fn figment_problems(error: figment::Error) -> Vec<ConfigProblem> {
                 .as_ref()
                 .map(|metadata| format!(" (from {})", metadata.name))
                 .unwrap_or_default();
+            let path: Vec<&str> = error.path.iter().map(String::as_str).collect();
             ConfigProblem {
-                key: error.path.join("."),
+                key: display_path(&path),
                 message: format!("{}{source}", error.kind),
             }
         })
         .collect()
+}
+
+/// `["targets", "1", "transport"]` as `targets[1].transport`.
+fn display_path(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        if part.bytes().all(|byte| byte.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 fn report_unknown_keys(
@@ -658,6 +785,33 @@ mod tests {
             PublicUrl::parse("https://mcp.example.com/").map(|url| url.to_string()),
             Ok("https://mcp.example.com".into())
         );
+    }
+
+    #[test]
+    fn targets_are_checked() {
+        let config =
+            Config::from_toml("[[targets]]\nname = \"nexus:felt\"\ntransport = \"agent_api\"\n")
+                .expect("valid");
+        assert_eq!(
+            config.targets.len(),
+            1,
+            "a file's targets replace the default"
+        );
+        let found = problems(
+            "[[targets]]\nname = \"Bad Name\"\ntransport = \"agent_api\"\n[[targets]]\nname = \"x\"\ntransport = \"pigeon\"\n",
+        );
+        assert!(
+            found.iter().any(|(key, _)| key == "targets[1].transport"),
+            "{found:?}"
+        );
+        let twice = problems(
+            "[[targets]]\nname = \"a\"\ntransport = \"agent_api\"\n[[targets]]\nname = \"a\"\ntransport = \"agent_api\"\n",
+        );
+        assert_eq!(
+            twice.first().map(|(key, _)| key.as_str()),
+            Some("targets[1].name")
+        );
+        assert!(!problems("targets = []\n").is_empty());
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! - `config`: the typed, validated configuration (TOML + `NEXUS_*` env).
 //! - `clock`: the time seam.
 //! - `store`: SQLite; the only module with SQL.
+//! - `secrets`: random tokens, the hashes we store, constant-time comparison.
 //! - `oauth`: authorization-server rules: clients, PKCE, codes, grants, JWTs, owner approval.
-//! - `http`: axum routers, the middleware stack, error responses, the bearer guard.
+//! - `queue`: the task domain: messages, statuses, dedup, updates, cursors, agents.
+//! - `mcp`: the rmcp server and its tools, over `queue`.
+//! - `http`: axum routers, the middleware stack, error responses, the bearer guard, `/mcp`
+//!   and the agent API.
 //! - `app`: the composition root (`App::build`, `App::serve`).
 //! - `cli`: the command-line declarations; `admin`: what the operator's commands do.
 //! - `telemetry`: log output.
@@ -17,6 +21,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod oauth;
+pub mod queue;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -8,7 +8,8 @@ use clap::Parser;
 use nexus_gateway::admin;
 use nexus_gateway::app::App;
 use nexus_gateway::cli::{
-    Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, OwnerCommand, TokensCommand,
+    AgentsCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, OwnerCommand,
+    TokensCommand,
 };
 use nexus_gateway::config::Config;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Clients(ClientsCommand::List) => admin::list_clients(&config).await?,
         Command::Clients(ClientsCommand::Revoke { client_id }) => {
             admin::revoke_client(&config, &client_id).await?
+        }
+        Command::Agents(AgentsCommand::Add { name, targets }) => {
+            admin::add_agent(&config, &name, &targets).await?
+        }
+        Command::Agents(AgentsCommand::List) => admin::list_agents(&config).await?,
+        Command::Agents(AgentsCommand::Revoke { name }) => {
+            admin::revoke_agent(&config, &name).await?
         }
         Command::Config(ConfigCommand::Check) => admin::describe_config(&config),
     };

@@ -225,7 +225,7 @@ pub async fn decision(State(state): State<AppState>, headers: HeaderMap, body: B
     // Bound to the session: a request id alone, even one an attacker created, cannot be
     // approved from another site.
     let expected = state.auth.consent_csrf(&session, request_id);
-    if !crate::oauth::secrets::constant_time_eq(&expected, csrf) {
+    if !crate::secrets::constant_time_eq(&expected, csrf) {
         return error_page(
             &state,
             StatusCode::FORBIDDEN,

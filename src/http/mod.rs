@@ -2,11 +2,13 @@
 //! mapping of domain errors to responses. Handlers are thin: they parse, call a service, and
 //! shape the answer.
 
+pub mod agent_api;
 pub mod authorize;
 pub mod bearer;
 pub mod client_ip;
 pub mod error;
 pub mod health;
+pub mod mcp;
 pub mod metadata;
 pub mod paths;
 pub mod rate_limit;
@@ -32,9 +34,13 @@ use tracing::Level;
 
 use crate::app::AppState;
 
-/// The whole HTTP surface: public OAuth endpoints, the owner's pages, probes, and `extra`
-/// (protected routes mounted by the caller), under one middleware stack.
-pub fn router(state: AppState, extra: Router) -> Router {
+/// The whole HTTP surface: public OAuth endpoints, the owner's pages, `/mcp`, the agent API,
+/// probes, and `extra` (routes mounted by the caller), under one middleware stack.
+pub fn router(
+    state: AppState,
+    extra: Router,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Router {
     let max_body_bytes = state.config.limits.max_body_bytes;
     let request_timeout = state.config.limits.request_timeout;
 
@@ -62,8 +68,14 @@ pub fn router(state: AppState, extra: Router) -> Router {
             paths::REGISTER,
             post(register::register).layer(DefaultBodyLimit::max(register::MAX_REGISTRATION_BYTES)),
         )
-        .route(paths::TOKEN, post(token::token))
-        .route(paths::REVOKE, post(token::revoke))
+        .route(
+            paths::TOKEN,
+            post(token::token).layer(DefaultBodyLimit::max(token::MAX_FORM_BYTES)),
+        )
+        .route(
+            paths::REVOKE,
+            post(token::revoke).layer(DefaultBodyLimit::max(token::MAX_FORM_BYTES)),
+        )
         .layer(cors());
 
     let owner_pages = Router::new()
@@ -83,11 +95,16 @@ pub fn router(state: AppState, extra: Router) -> Router {
         HeaderName::from_static("x-telegram-bot-api-secret-token"),
     ];
 
+    let mcp = mcp::routes(&state, shutdown);
+    let agent_api = agent_api::routes(state.clone());
+
     Router::new()
         .merge(public_api)
         .merge(owner_pages)
         .merge(probes)
         .with_state(state)
+        .merge(mcp)
+        .merge(agent_api)
         .merge(extra)
         .layer(
             // Read top to bottom: the first layer sees the request first.

@@ -29,6 +29,12 @@ pub const TOKEN: &str = "/token";
 pub const REVOKE: &str = "/revoke";
 /// Stylesheet of the owner's pages.
 pub const STYLESHEET: &str = "/assets/nexus.css";
+/// The agent API: claim the next task (long poll).
+pub const AGENT_NEXT_TASK: &str = "/agent/v1/tasks/next";
+/// The agent API: read one task.
+pub const AGENT_TASK: &str = "/agent/v1/tasks/{id}";
+/// The agent API: post an update or status change.
+pub const AGENT_TASK_UPDATES: &str = "/agent/v1/tasks/{id}/updates";
 /// Liveness: the process answers.
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: the store answers and a key is loaded.

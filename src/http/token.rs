@@ -21,6 +21,9 @@ use crate::oauth::ClientCredentials;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::store::ClientRecord;
 
+/// Largest token or revocation form accepted; real ones are well under 4 KiB.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
 /// `POST /token`.
 pub async fn token(
     State(state): State<AppState>,

@@ -9,7 +9,8 @@ use crate::oauth::client::{redirect_host, redirect_uri_matches};
 use crate::oauth::error::{AuthorizeError, ErrorCode};
 use crate::oauth::owner::{self, consent_csrf_token};
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce, secrets};
+use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce};
+use crate::secrets;
 use crate::store::{AuthorizationRequestRecord, CodeRecord, GrantKind, NewGrant};
 
 /// Longest `state` accepted; clients use short opaque values.

@@ -9,7 +9,6 @@ pub mod jwt;
 pub mod owner;
 pub mod pkce;
 pub mod scope;
-pub mod secrets;
 
 mod authorize;
 mod register;

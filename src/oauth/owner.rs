@@ -5,7 +5,7 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-use crate::oauth::secrets;
+use crate::secrets;
 
 /// The alphabet of generated passphrases: no look-alike characters.
 const PASSPHRASE_ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz23456789-";

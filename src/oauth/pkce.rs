@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::oauth::secrets::constant_time_eq;
+use crate::secrets::constant_time_eq;
 
 /// Whether `challenge` has the shape of an S256 challenge: base64url of 32 bytes.
 pub fn is_valid_s256_challenge(challenge: &str) -> bool {

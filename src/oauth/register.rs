@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::oauth::AuthServer;
 use crate::oauth::client::{RegistrationRejection, RegistrationRequest};
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::secrets;
+use crate::secrets;
 use crate::store::NewClient;
 
 /// The answer to a successful registration (RFC 7591 §3.2.1).

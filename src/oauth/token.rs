@@ -7,7 +7,8 @@ use crate::clock::UnixSeconds;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::ScopeSet;
-use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce, sealed, secrets};
+use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce, sealed};
+use crate::secrets;
 use crate::store::{ClientRecord, GrantKind, GrantRecord, NewGrant, RefreshRecord, Rotation};
 
 /// Credentials a client presented at the token or revocation endpoint.

@@ -2,10 +2,12 @@
 //! with its migrations applied at open; methods are named in domain words, and every secret
 //! arrives here already hashed.
 
+mod agents;
 mod clients;
 mod grants;
 mod keys;
 mod owner;
+mod queue;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,12 +16,17 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
 pub use grants::{
     AuthorizationRequestRecord, BearerGrantRecord, CodeRecord, GrantKind, GrantRecord, NewGrant,
     RefreshRecord, Rotation,
 };
 pub use keys::SigningKeyRecord;
+pub use queue::{
+    InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome, UpdateFilter,
+    UpdateRecord,
+};
 
 /// A failure of the store; callers treat all of them as internal errors.
 #[derive(Debug, thiserror::Error)]

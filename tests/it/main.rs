@@ -4,6 +4,8 @@
 // Test code fails loudly on purpose: a panic with a message is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agent_api;
+mod mcp_tools;
 mod oauth_flow;
 mod oauth_rejections;
 mod owner_approval;

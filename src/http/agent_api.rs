@@ -1,0 +1,189 @@
+//! `/agent/v1`: the HTTP transport for agents. An agent long-polls for the next task of its
+//! targets (claiming it moves it to acknowledged), posts updates and status changes, and reads
+//! tasks. Agent tokens (`nxa_...`) are checked here; OAuth access tokens are not accepted, and
+//! agent tokens are not accepted on `/mcp`.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::http::paths;
+use crate::queue::error::QueueError;
+use crate::queue::message::MessageStatus;
+use crate::queue::view::{MessageView, UpdateView};
+use crate::store::AgentRecord;
+
+/// The longest an agent may long-poll, below the request timeout.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// The agent API routes.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route(paths::AGENT_NEXT_TASK, get(next_task))
+        .route(paths::AGENT_TASK, get(read_task))
+        .route(paths::AGENT_TASK_UPDATES, post(post_update))
+        .route_layer(from_fn_with_state(state.clone(), require_agent))
+        .with_state(state)
+}
+
+async fn require_agent(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let Some(token) = token else {
+        return unauthorized("this endpoint requires an agent token (nexus-gateway agents add)");
+    };
+    match state.agents.authenticate(&token).await {
+        Ok(Some(agent)) => {
+            request.extensions_mut().insert(agent);
+            next.run(request).await
+        }
+        Ok(None) => unauthorized("the agent token is unknown or revoked"),
+        Err(error) => agent_error(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NextTaskQuery {
+    wait: Option<u64>,
+}
+
+/// `GET /agent/v1/tasks/next?wait=30`: 200 with the claimed task, or 204 when none came.
+async fn next_task(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentRecord>,
+    query: Result<Query<NextTaskQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "`wait` must be a whole number of seconds",
+        );
+    };
+    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    match state.queue.claim_next(&agent, wait).await {
+        Ok(Some(message)) => Json(json!({"task": MessageView::from(&message)})).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(queue_error) => agent_error(queue_error),
+    }
+}
+
+/// `GET /agent/v1/tasks/{id}`.
+async fn read_task(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentRecord>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.queue.message_for_agent(&agent, &id).await {
+        Ok(detail) => Json(json!({
+            "task": MessageView::from(&detail.message),
+            "updates": detail.updates.iter().map(UpdateView::from).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(queue_error) => agent_error(queue_error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    content: String,
+    status: Option<String>,
+}
+
+/// `POST /agent/v1/tasks/{id}/updates {content, status?}`.
+async fn post_update(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentRecord>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "bad_request",
+                &format!(
+                    "the body must be JSON like {{\"content\": \"...\", \"status\": \"in_progress\"}}: {}",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
+    let status = match body.status.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<MessageStatus>() {
+            Ok(
+                status @ (MessageStatus::InProgress
+                | MessageStatus::Complete
+                | MessageStatus::Error
+                | MessageStatus::Acknowledged),
+            ) => Some(status),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "status must be one of acknowledged, in_progress, complete, error",
+                );
+            }
+        },
+    };
+    match state.queue.report(&agent, &id, &body.content, status).await {
+        Ok((message, update)) => (
+            StatusCode::CREATED,
+            Json(json!({"task": MessageView::from(&message), "update": UpdateView::from(&update)})),
+        )
+            .into_response(),
+        Err(queue_error) => agent_error(queue_error),
+    }
+}
+
+fn agent_error(queue_error: QueueError) -> Response {
+    let (status, code) = match &queue_error {
+        QueueError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        QueueError::InvalidTransition { .. } => (StatusCode::CONFLICT, "conflict"),
+        QueueError::NotYourTarget(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        QueueError::Internal(source) => {
+            tracing::error!(error = %source, "queue failure in the agent API");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            );
+        }
+        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+    };
+    error(status, code, &queue_error.to_string())
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"nexus-gateway agents\""),
+    );
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": code, "message": message}))).into_response()
+}

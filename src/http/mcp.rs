@@ -1,0 +1,171 @@
+//! `/mcp`: rmcp's Streamable HTTP service, stateless with JSON responses, behind the bearer
+//! guard (every request, `initialize` included) and a check that answers malformed JSON-RPC
+//! with JSON-RPC errors and a tool call beyond the token's scopes with 403
+//! `insufficient_scope` (the needed scope in the challenge) before rmcp sees it.
+//! rmcp itself checks `Host` (DNS rebinding) and `Origin`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::http::bearer::{BearerGuard, require_bearer};
+use crate::http::paths;
+use crate::mcp::{McpServer, required_scope};
+use crate::oauth::jwt::AccessClaims;
+use crate::oauth::scope::ScopeSet;
+
+/// The `/mcp` route with its guards.
+pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
+    let config = &state.config;
+    let mut allowed_hosts = vec![
+        config.public_url.host_and_port().to_owned(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
+    allowed_hosts.extend(config.mcp.allowed_hosts.iter().cloned());
+    let mut allowed_origins = config.mcp.allowed_origins.clone();
+    allowed_origins.push(origin_with_port(
+        config.public_url.as_str(),
+        config.public_url.is_https(),
+    ));
+    let server_config = StreamableHttpServerConfig::default()
+        // Stateless: no in-memory sessions to lose on restart; each request is authorised on
+        // its own. 2026-07-28 requests are stateless in any case.
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts)
+        .with_allowed_origins(allowed_origins)
+        .with_max_request_body_bytes(config.limits.max_body_bytes)
+        .with_cancellation_token(shutdown.child_token());
+    let queue = state.queue.clone();
+    let tool_router = McpServer::router();
+    let service = StreamableHttpService::new(
+        move || Ok(McpServer::new(queue.clone(), tool_router.clone())),
+        Arc::new(NeverSessionManager::default()),
+        server_config,
+    );
+    let guard = BearerGuard::new(state.auth.clone(), &[]);
+    Router::new()
+        .route_service(paths::MCP, service)
+        // Layers wrap outward: the bearer guard runs first, then the scope check.
+        .route_layer(from_fn_with_state(guard.clone(), check_request))
+        .route_layer(from_fn_with_state(guard, require_bearer))
+}
+
+/// Checks a POSTed body before rmcp sees it: malformed JSON-RPC gets the JSON-RPC error the
+/// spec defines (rmcp would answer 415 with plain text), and a `tools/call` for a tool the
+/// token's scopes do not cover gets the 403 step-up challenge MCP clients act on.
+async fn check_request(State(guard): State<BearerGuard>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        // Only the body limit layer makes reading fail.
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let message = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(message) => message,
+        Err(_) => {
+            return json_rpc_error(
+                Value::Null,
+                PARSE_ERROR,
+                "Parse error: the body is not JSON",
+            );
+        }
+    };
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    if message.is_array() {
+        return json_rpc_error(
+            Value::Null,
+            INVALID_REQUEST,
+            "Invalid Request: batches are not supported; send one message per request",
+        );
+    }
+    let is_json_rpc = message["jsonrpc"] == "2.0"
+        && (message["method"].is_string()
+            || message.get("result").is_some()
+            || message.get("error").is_some());
+    if !is_json_rpc {
+        return json_rpc_error(
+            id,
+            INVALID_REQUEST,
+            "Invalid Request: not a JSON-RPC 2.0 message",
+        );
+    }
+    if serde_json::from_value::<ClientJsonRpcMessage>(message.clone()).is_err() {
+        return json_rpc_error(
+            id,
+            INVALID_PARAMS,
+            "Invalid params: the params do not match the method",
+        );
+    }
+    if message["method"] == "tools/call" {
+        let granted = parts
+            .extensions
+            .get::<AccessClaims>()
+            .map(|claims| ScopeSet::from_token_claim(&claims.scope))
+            .unwrap_or_default();
+        if let Some(scope) = message["params"]["name"].as_str().and_then(required_scope)
+            && !granted.contains(scope)
+        {
+            return guard.insufficient_scope(&[scope]);
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const INVALID_PARAMS: i64 = -32602;
+
+fn json_rpc_error(id: Value, code: i64, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// An origin with its port spelled out, as rmcp's allow-list wants it.
+fn origin_with_port(origin: &str, https: bool) -> String {
+    let has_port = origin
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.bytes().all(|byte| byte.is_ascii_digit()));
+    if has_port {
+        origin.to_owned()
+    } else {
+        format!("{origin}:{}", if https { 443 } else { 80 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_get_explicit_ports() {
+        assert_eq!(
+            origin_with_port("https://mcp.example.com", true),
+            "https://mcp.example.com:443"
+        );
+        assert_eq!(
+            origin_with_port("http://127.0.0.1:8080", false),
+            "http://127.0.0.1:8080"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The MCP server (rmcp): five tools over the task queue. Thin: each tool reads the caller's
+//! verified token claims, calls `Queue`, and shapes the answer. `tools/list` shows only the
+//! tools the token's scopes allow, and a call to any other is refused.
+
+pub mod tools;
+
+use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ResultType, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+
+use crate::mcp::tools::{
+    CancelMessageResult, GetMessageResult, MessageIdArgs, PullUpdatesArgs, PullUpdatesResult,
+    QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult, TargetCounts,
+};
+use crate::oauth::jwt::AccessClaims;
+use crate::oauth::scope::{Scope, ScopeSet};
+use crate::queue::error::QueueError;
+use crate::queue::message::MessageStatus;
+use crate::queue::view::{MessageView, UpdateView};
+use crate::queue::{PullQuery, Queue, SendRequest, Sent};
+
+/// The scope a tool needs; `None` for a name that is not one of ours.
+pub fn required_scope(tool: &str) -> Option<Scope> {
+    match tool {
+        "send_message" | "cancel_message" => Some(Scope::TasksWrite),
+        "pull_updates" | "queue_status" | "get_message" => Some(Scope::TasksRead),
+        _ => None,
+    }
+}
+
+/// The verified claims of the request's access token, put there by the bearer guard.
+pub struct Caller(pub AccessClaims);
+
+impl<C: AsRequestContext> FromContextPart<C> for Caller {
+    fn from_context_part(context: &mut C) -> Result<Self, McpError> {
+        claims_of(context.as_request_context())
+            .map(Caller)
+            .ok_or_else(unauthenticated)
+    }
+}
+
+fn claims_of(context: &RequestContext<RoleServer>) -> Option<AccessClaims> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<AccessClaims>())
+        .cloned()
+}
+
+fn unauthenticated() -> McpError {
+    // Unreachable behind the bearer guard; refusing is the safe answer if it ever is reached.
+    McpError::invalid_request("this request carries no verified access token", None)
+}
+
+/// The MCP server handler, one per request (stateless), sharing the queue.
+#[derive(Clone)]
+pub struct McpServer {
+    queue: Queue,
+    tool_router: ToolRouter<McpServer>,
+}
+
+impl McpServer {
+    /// A handler over `queue`; `tool_router` comes from `McpServer::router()`, built once.
+    pub fn new(queue: Queue, tool_router: ToolRouter<McpServer>) -> Self {
+        Self { queue, tool_router }
+    }
+
+    /// The tool table, built once at start and cloned into each handler.
+    pub fn router() -> ToolRouter<McpServer> {
+        Self::tool_router()
+    }
+}
+
+#[tool_router]
+impl McpServer {
+    #[tool(
+        description = "Send a task or message to the homelab agent. Use this when the user wants their agent to do something or needs to tell it something. It returns at once with the task's id; the agent works asynchronously, so follow its progress and replies with pull_updates (or get_message with the id). Sending the exact same text to the same target while an earlier copy is still open queues nothing and returns the open task's id instead (queued: false, reason: duplicate). Needs the tasks:write scope.",
+        annotations(
+            title = "Send a task to the agent",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn send_message(
+        &self,
+        Caller(claims): Caller,
+        Parameters(args): Parameters<SendMessageArgs>,
+    ) -> Result<Json<SendMessageResult>, String> {
+        let request = SendRequest {
+            content: args.message,
+            target: args.target,
+            urgent: args.urgent.unwrap_or(false),
+            sender: claims.client_id,
+        };
+        match self.queue.send(request).await.map_err(tool_error)? {
+            Sent::Queued { id, target } => Ok(Json(SendMessageResult {
+                queued: true,
+                id,
+                target: Some(target),
+                status: Some(MessageStatus::Pending),
+                reason: None,
+            })),
+            Sent::Duplicate { id } => Ok(Json(SendMessageResult {
+                queued: false,
+                id,
+                target: None,
+                status: None,
+                reason: Some("duplicate".into()),
+            })),
+        }
+    }
+
+    #[tool(
+        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
+        annotations(
+            title = "Pull the agent's updates",
+            read_only_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn pull_updates(
+        &self,
+        Caller(claims): Caller,
+        Parameters(args): Parameters<PullUpdatesArgs>,
+    ) -> Result<Json<PullUpdatesResult>, String> {
+        let query = PullQuery {
+            since: args.since,
+            message_id: args.message_id,
+            target: args.target,
+            limit: args.limit.map(i64::from),
+        };
+        let pulled = self
+            .queue
+            .pull_updates(&claims.client_id, query)
+            .await
+            .map_err(tool_error)?;
+        Ok(Json(PullUpdatesResult {
+            updates: pulled.updates.iter().map(UpdateView::from).collect(),
+            next_cursor: pulled.next_cursor,
+        }))
+    }
+
+    #[tool(
+        description = "See how busy the agent is: how many tasks are pending (not yet seen), acknowledged, and in progress, per target, the task being worked on now, and how many updates exist. Use it before sending more work or to explain a delay. Needs the tasks:read scope.",
+        annotations(title = "Queue status", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn queue_status(
+        &self,
+        Parameters(args): Parameters<QueueStatusArgs>,
+    ) -> Result<Json<QueueStatusResult>, String> {
+        let snapshot = self
+            .queue
+            .snapshot(args.target.as_deref())
+            .await
+            .map_err(tool_error)?;
+        let targets: Vec<TargetCounts> = snapshot
+            .per_target
+            .iter()
+            .map(|counts| TargetCounts {
+                target: counts.target.clone(),
+                pending: counts.pending,
+                acknowledged: counts.acknowledged,
+                in_progress: counts.in_progress,
+            })
+            .collect();
+        Ok(Json(QueueStatusResult {
+            pending: targets.iter().map(|counts| counts.pending).sum(),
+            acknowledged: targets.iter().map(|counts| counts.acknowledged).sum(),
+            in_progress: targets.iter().map(|counts| counts.in_progress).sum(),
+            total_updates: snapshot.total_updates,
+            current_task: snapshot.current_task.as_ref().map(MessageView::from),
+            targets,
+        }))
+    }
+
+    #[tool(
+        description = "Look up one task by its id: its text, current status, when it was queued, acknowledged, started and finished, and every update about it (status changes and the agent's replies). Use it to answer 'what happened to that task?'. Needs the tasks:read scope.",
+        annotations(title = "Get a task", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_message(
+        &self,
+        Parameters(args): Parameters<MessageIdArgs>,
+    ) -> Result<Json<GetMessageResult>, String> {
+        let detail = self.queue.message(&args.id).await.map_err(tool_error)?;
+        Ok(Json(GetMessageResult {
+            message: MessageView::from(&detail.message),
+            updates: detail.updates.iter().map(UpdateView::from).collect(),
+        }))
+    }
+
+    #[tool(
+        description = "Cancel a task the agent has not started on yet (status pending or acknowledged). A task in progress or finished cannot be cancelled; the error says which. Needs the tasks:write scope.",
+        annotations(
+            title = "Cancel a task",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn cancel_message(
+        &self,
+        Caller(claims): Caller,
+        Parameters(args): Parameters<MessageIdArgs>,
+    ) -> Result<Json<CancelMessageResult>, String> {
+        let message = self
+            .queue
+            .cancel(&args.id, &claims.client_id)
+            .await
+            .map_err(tool_error)?;
+        Ok(Json(CancelMessageResult {
+            cancelled: true,
+            id: message.id,
+            status: message.status,
+        }))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        let targets: Vec<String> = self
+            .queue
+            .targets()
+            .iter()
+            .map(|target| match &target.description {
+                Some(description) => format!("`{}` ({description})", target.name),
+                None => format!("`{}`", target.name),
+            })
+            .collect();
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("nexus-gateway", env!("CARGO_PKG_VERSION")))
+            .with_instructions(format!(
+                "This server hands tasks to the user's homelab agent and brings its replies back. Send work with send_message, \
+                 then follow it with pull_updates (no arguments: everything new since your last pull) or get_message. Agents \
+                 work asynchronously: a task may take minutes. Targets: {} (the first is the default).",
+                targets.join(", ")
+            ))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let granted = claims_of(&context)
+            .map(|claims| ScopeSet::from_token_claim(&claims.scope))
+            .unwrap_or_default();
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|tool| required_scope(&tool.name).is_some_and(|scope| granted.contains(scope)))
+            .collect();
+        let supports_cache_hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        Ok(ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: supports_cache_hints.then_some(0),
+            // The list depends on the caller's token, so no shared cache may keep it.
+            cache_scope: supports_cache_hints.then_some(CacheScope::Private),
+        })
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        // The HTTP layer already answered 403 for a missing scope; this keeps the rule true
+        // even for a request that reached rmcp another way.
+        let granted = claims_of(&context)
+            .map(|claims| ScopeSet::from_token_claim(&claims.scope))
+            .ok_or_else(unauthenticated)?;
+        if let Some(scope) = required_scope(&request.name)
+            && !granted.contains(scope)
+        {
+            return Err(McpError::invalid_request(
+                format!("this token lacks the {} scope", scope.as_str()),
+                None,
+            ));
+        }
+        self.tool_router
+            .call(ToolCallContext::new(self, request, context))
+            .await
+    }
+}
+
+/// Turns a queue failure into text the model reads (a tool error, not a protocol error).
+fn tool_error(error: QueueError) -> String {
+    if let QueueError::Internal(source) = &error {
+        tracing::error!(error = %source, "queue failure in a tool call");
+        return "the gateway could not complete this call because of an internal error; try again shortly".into();
+    }
+    error.to_string()
+}

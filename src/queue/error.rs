@@ -1,0 +1,51 @@
+//! The queue's errors. Each variant is a case a caller answers differently; the messages are
+//! written for the person or model that sent the request.
+
+use crate::queue::message::MessageStatus;
+use crate::store::StoreError;
+
+/// A failure of a queue operation.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The message text is empty.
+    #[error("the message is empty")]
+    EmptyMessage,
+    /// The message text is too long.
+    #[error("the message is longer than {max} bytes", max = crate::queue::message::MAX_MESSAGE_BYTES)]
+    MessageTooLong,
+    /// No target by that name.
+    #[error("unknown target `{name}`; known targets: {}", known.join(", "))]
+    UnknownTarget {
+        /// The name asked for.
+        name: String,
+        /// The configured names.
+        known: Vec<String>,
+    },
+    /// No message with that id.
+    #[error("no message with id `{0}`")]
+    NotFound(String),
+    /// The requested status change is not allowed.
+    #[error("message `{id}` is {from}: {reason}")]
+    InvalidTransition {
+        /// The message.
+        id: String,
+        /// Its current status.
+        from: MessageStatus,
+        /// Why the change is refused.
+        reason: &'static str,
+    },
+    /// `since` is neither a cursor nor an RFC 3339 time.
+    #[error(
+        "`since` must be a cursor returned as next_cursor or an RFC 3339 time such as 2026-11-21T10:00:00Z"
+    )]
+    BadCursor,
+    /// The agent does not serve the message's target.
+    #[error("this agent does not serve target `{0}`")]
+    NotYourTarget(String),
+    /// A name or value given to an admin command is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error("internal error")]
+    Internal(#[from] StoreError),
+}

@@ -1,0 +1,477 @@
+//! Messages, updates and read cursors. Status changes happen inside one write transaction
+//! that reads the current status, checks the transition with `MessageStatus::can_move_to`,
+//! stamps the time, and writes the update that reports it.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::clock::UnixSeconds;
+use crate::queue::message::MessageStatus;
+use crate::store::{Store, StoreError};
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Message id.
+    pub id: String,
+    /// The target it is for.
+    pub target: String,
+    /// Its text.
+    pub content: String,
+    /// Urgent messages are claimed first.
+    pub urgent: bool,
+    /// Current status.
+    pub status: MessageStatus,
+    /// The client that sent it.
+    pub sender: String,
+    /// Status timestamps.
+    pub created_at: UnixSeconds,
+    /// When an agent acknowledged it.
+    pub acknowledged_at: Option<UnixSeconds>,
+    /// When work started.
+    pub started_at: Option<UnixSeconds>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<UnixSeconds>,
+    /// The agent that claimed it.
+    pub claimed_by: Option<String>,
+}
+
+/// A stored update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateRecord {
+    /// Monotonic sequence number: the cursor.
+    pub seq: i64,
+    /// The message it is about, if any.
+    pub message_id: Option<String>,
+    /// The target it came from.
+    pub target: String,
+    /// What was said or what happened.
+    pub content: String,
+    /// The status it moved the message to, if it did.
+    pub status: Option<MessageStatus>,
+    /// Who wrote it (`gateway`, `agent:<name>`, ...).
+    pub source: String,
+    /// When.
+    pub created_at: UnixSeconds,
+}
+
+/// A message about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Message id.
+    pub id: String,
+    /// Target.
+    pub target: String,
+    /// Text.
+    pub content: String,
+    /// Its dedup key.
+    pub content_hash: String,
+    /// Urgency.
+    pub urgent: bool,
+    /// Sending client.
+    pub sender: String,
+    /// Now.
+    pub created_at: UnixSeconds,
+}
+
+/// What inserting a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Queued, with its first update.
+    Queued,
+    /// An identical open message already exists: its id.
+    Duplicate(String),
+}
+
+/// What a requested status change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// Applied (or the same status again, with the update recorded); the message after it.
+    Applied(Box<(MessageRecord, UpdateRecord)>),
+    /// No such message.
+    NotFound,
+    /// Refused: the message's current status.
+    Refused(MessageStatus),
+}
+
+/// Which updates to read.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateFilter {
+    /// Only after this sequence number.
+    pub after_seq: Option<i64>,
+    /// Only created after this time.
+    pub after_time: Option<UnixSeconds>,
+    /// Only about this message.
+    pub message_id: Option<String>,
+    /// Only from this target.
+    pub target: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Counts for `queue_status`, per target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Target name.
+    pub target: String,
+    /// Pending messages.
+    pub pending: i64,
+    /// Acknowledged messages.
+    pub acknowledged: i64,
+    /// Messages in progress.
+    pub in_progress: i64,
+}
+
+impl Store {
+    /// Queues a message and its first update, unless an identical open one exists.
+    pub async fn insert_message(
+        &self,
+        message: &NewMessage,
+        update_text: &str,
+    ) -> Result<InsertOutcome, StoreError> {
+        // Two attempts: if the duplicate closes between the failed insert and the lookup,
+        // the second insert succeeds.
+        for _ in 0..2 {
+            let mut transaction = self.begin_write().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at)
+                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(&message.id)
+            .bind(&message.target)
+            .bind(&message.content)
+            .bind(&message.content_hash)
+            .bind(message.urgent)
+            .bind(&message.sender)
+            .bind(message.created_at)
+            .execute(&mut *transaction)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    insert_update(
+                        &mut transaction,
+                        Some(&message.id),
+                        &message.target,
+                        update_text,
+                        Some(MessageStatus::Pending),
+                        "gateway",
+                        message.created_at,
+                    )
+                    .await?;
+                    transaction.commit().await?;
+                    return Ok(InsertOutcome::Queued);
+                }
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                    let existing = sqlx::query(
+                        "SELECT id FROM messages WHERE target = ? AND content_hash = ?
+                         AND status IN ('pending', 'acknowledged', 'in_progress')",
+                    )
+                    .bind(&message.target)
+                    .bind(&message.content_hash)
+                    .fetch_optional(&mut *transaction)
+                    .await?;
+                    if let Some(row) = existing {
+                        return Ok(InsertOutcome::Duplicate(row.try_get("id")?));
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(StoreError::Corrupt(
+            "a duplicate message vanished twice while queueing".into(),
+        ))
+    }
+
+    /// Finds a message.
+    pub async fn find_message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| message_from_row(&row)).transpose()
+    }
+
+    /// Moves a message to `next` (when allowed) and records an update saying so. With
+    /// `next == None` only the update is recorded, unless the message is finished.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_update(
+        &self,
+        message_id: &str,
+        next: Option<MessageStatus>,
+        content: &str,
+        source: &str,
+        claimed_by: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let Some(row) = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(message_id)
+            .fetch_optional(&mut *transaction)
+            .await?
+        else {
+            return Ok(TransitionOutcome::NotFound);
+        };
+        let current = message_from_row(&row)?;
+        let changes_status = next.is_some_and(|next| next != current.status);
+        if let Some(next) = next.filter(|_| changes_status)
+            && !current.status.can_move_to(next)
+        {
+            return Ok(TransitionOutcome::Refused(current.status));
+        }
+        if !changes_status && current.status.is_terminal() {
+            return Ok(TransitionOutcome::Refused(current.status));
+        }
+        if let Some(next) = next.filter(|_| changes_status) {
+            // Each status stamps its own time; skipping ahead also stamps the skipped
+            // `acknowledged_at`, so every time before the current status is set.
+            sqlx::query(
+                "UPDATE messages SET
+                   status = ?1,
+                   acknowledged_at = CASE WHEN ?1 IN ('acknowledged', 'in_progress', 'complete', 'error')
+                                          THEN COALESCE(acknowledged_at, ?2) ELSE acknowledged_at END,
+                   started_at = CASE WHEN ?1 = 'in_progress' THEN ?2 ELSE started_at END,
+                   finished_at = CASE WHEN ?1 IN ('complete', 'error', 'cancelled') THEN ?2 ELSE finished_at END,
+                   claimed_by = COALESCE(?3, claimed_by)
+                 WHERE id = ?4",
+            )
+            .bind(next.as_str())
+            .bind(now)
+            .bind(claimed_by)
+            .bind(message_id)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        let recorded_status = next.filter(|_| changes_status);
+        let update = insert_update(
+            &mut transaction,
+            Some(message_id),
+            &current.target,
+            content,
+            recorded_status,
+            source,
+            now,
+        )
+        .await?;
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(message_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let message = message_from_row(&row)?;
+        transaction.commit().await?;
+        Ok(TransitionOutcome::Applied(Box::new((message, update))))
+    }
+
+    /// Atomically claims the oldest pending message of `targets` (urgent ones first) for an
+    /// agent, moving it to acknowledged and recording the update.
+    pub async fn claim_next_message(
+        &self,
+        targets: &[String],
+        agent: &str,
+        now: UnixSeconds,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let targets = serde_json::to_string(targets)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let mut transaction = self.begin_write().await?;
+        let Some(row) = sqlx::query(
+            "SELECT id FROM messages
+             WHERE status = 'pending' AND target IN (SELECT value FROM json_each(?))
+             ORDER BY urgent DESC, created_at, rowid LIMIT 1",
+        )
+        .bind(targets)
+        .fetch_optional(&mut *transaction)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("id")?;
+        sqlx::query("UPDATE messages SET status = 'acknowledged', acknowledged_at = ?, claimed_by = ? WHERE id = ?")
+            .bind(now)
+            .bind(agent)
+            .bind(&id)
+            .execute(&mut *transaction)
+            .await?;
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let message = message_from_row(&row)?;
+        let text = format!("claimed by agent {agent}");
+        insert_update(
+            &mut transaction,
+            Some(&id),
+            &message.target,
+            &text,
+            Some(MessageStatus::Acknowledged),
+            &format!("agent:{agent}"),
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(Some(message))
+    }
+
+    /// Reads updates in sequence order.
+    pub async fn list_updates(
+        &self,
+        filter: &UpdateFilter,
+    ) -> Result<Vec<UpdateRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM updates
+             WHERE seq > COALESCE(?, 0)
+               AND created_at > COALESCE(?, -9223372036854775807)
+               AND (? IS NULL OR message_id = ?)
+               AND (? IS NULL OR target = ?)
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(filter.after_seq)
+        .bind(filter.after_time)
+        .bind(&filter.message_id)
+        .bind(&filter.message_id)
+        .bind(&filter.target)
+        .bind(&filter.target)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(update_from_row).collect()
+    }
+
+    /// The highest update sequence number (0 when there are none).
+    pub async fn last_update_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM updates")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("seq")?)
+    }
+
+    /// How many updates exist.
+    pub async fn count_updates(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS total FROM updates")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("total")?)
+    }
+
+    /// A client's read cursor.
+    pub async fn client_cursor(&self, client_id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT seq FROM client_cursors WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("seq")).transpose()?)
+    }
+
+    /// Moves a client's read cursor forward (never back).
+    pub async fn advance_client_cursor(&self, client_id: &str, seq: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO client_cursors (client_id, seq) VALUES (?, ?)
+             ON CONFLICT (client_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        )
+        .bind(client_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Open-message counts per target.
+    pub async fn open_counts(&self) -> Result<Vec<StatusCounts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT target,
+                    SUM(status = 'pending') AS pending,
+                    SUM(status = 'acknowledged') AS acknowledged,
+                    SUM(status = 'in_progress') AS in_progress
+             FROM messages WHERE status IN ('pending', 'acknowledged', 'in_progress')
+             GROUP BY target ORDER BY target",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatusCounts {
+                    target: row.try_get("target")?,
+                    pending: row.try_get("pending")?,
+                    acknowledged: row.try_get("acknowledged")?,
+                    in_progress: row.try_get("in_progress")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Open messages, oldest first, optionally for one target.
+    pub async fn open_messages(
+        &self,
+        target: Option<&str>,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE status IN ('pending', 'acknowledged', 'in_progress')
+               AND (? IS NULL OR target = ?)
+             ORDER BY created_at, rowid",
+        )
+        .bind(target)
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+}
+
+async fn insert_update(
+    connection: &mut sqlx::SqliteConnection,
+    message_id: Option<&str>,
+    target: &str,
+    content: &str,
+    status: Option<MessageStatus>,
+    source: &str,
+    now: UnixSeconds,
+) -> Result<UpdateRecord, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO updates (message_id, target, content, status, source, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+    )
+    .bind(message_id)
+    .bind(target)
+    .bind(content)
+    .bind(status.map(MessageStatus::as_str))
+    .bind(source)
+    .bind(now)
+    .fetch_one(connection)
+    .await?;
+    update_from_row(&row)
+}
+
+fn parse_status(text: &str) -> Result<MessageStatus, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
+        id: row.try_get("id")?,
+        target: row.try_get("target")?,
+        content: row.try_get("content")?,
+        urgent: row.try_get("urgent")?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        sender: row.try_get("sender")?,
+        created_at: row.try_get("created_at")?,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        claimed_by: row.try_get("claimed_by")?,
+    })
+}
+
+fn update_from_row(row: &SqliteRow) -> Result<UpdateRecord, StoreError> {
+    Ok(UpdateRecord {
+        seq: row.try_get("seq")?,
+        message_id: row.try_get("message_id")?,
+        target: row.try_get("target")?,
+        content: row.try_get("content")?,
+        status: row
+            .try_get::<Option<String>, _>("status")?
+            .map(|text| parse_status(&text))
+            .transpose()?,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -1,0 +1,238 @@
+//! The agent API: long-poll claiming, reports and their rules, and who may call it.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Lifecycle, call_tool_ok, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_long_poll_returns_a_task_queued_while_it_waits() {
+    let app = spawn_app().await;
+    let agent = app.add_agent("poller", &["homelab"]).await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let waiting = {
+        let http = app.http.clone();
+        let url = app.url("/agent/v1/tasks/next?wait=20");
+        let agent = agent.clone();
+        tokio::spawn(async move { http.get(url).bearer_auth(agent).send().await.expect("poll") })
+    };
+    // Let the poll reach the queue before sending; the test does not depend on it (the
+    // claim re-checks), it only makes the "arrives while waiting" path the one exercised.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = call_tool_ok(&client, "send_message", json!({"message": "wake up"})).await;
+    let response = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("poll answered quickly")
+        .expect("task");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["task"]["id"], sent["id"]);
+    assert_eq!(body["task"]["status"], "acknowledged");
+    assert_eq!(
+        app.agent_next(&agent, 0).await.status(),
+        StatusCode::NO_CONTENT,
+        "nothing left"
+    );
+}
+
+#[tokio::test]
+async fn urgent_tasks_are_claimed_first_and_targets_are_respected() {
+    let app = spawn_app_with(|config| {
+        config.targets.push(nexus_gateway::config::TargetConfig {
+            name: "nexus:felt".into(),
+            transport: nexus_gateway::config::TransportKind::AgentApi,
+            description: None,
+        });
+    })
+    .await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    call_tool_ok(&client, "send_message", json!({"message": "routine"})).await;
+    call_tool_ok(
+        &client,
+        "send_message",
+        json!({"message": "for felt", "target": "nexus:felt"}),
+    )
+    .await;
+    call_tool_ok(
+        &client,
+        "send_message",
+        json!({"message": "fire!", "urgent": true}),
+    )
+    .await;
+    let homelab = app.add_agent("home", &["homelab"]).await;
+    let felt = app.add_agent("felt", &["nexus:felt"]).await;
+    let order: Vec<String> = {
+        let mut claimed = Vec::new();
+        while let Ok(body) = app.agent_next(&homelab, 0).await.json::<Value>().await {
+            claimed.push(
+                body["task"]["content"]
+                    .as_str()
+                    .expect("content")
+                    .to_owned(),
+            );
+        }
+        claimed
+    };
+    assert_eq!(order, ["fire!", "routine"]);
+    let felt_task: Value = app.agent_next(&felt, 0).await.json().await.expect("task");
+    assert_eq!(felt_task["task"]["target"], "nexus:felt");
+    // An agent cannot report on another target's task.
+    let foreign = app
+        .agent_update(
+            &homelab,
+            felt_task["task"]["id"].as_str().expect("id"),
+            json!({"content": "mine now"}),
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert!(
+        nexus_gateway::admin::add_agent(&app.config, "ghost", &["nowhere".into()])
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn illegal_reports_get_clear_errors() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let sent = call_tool_ok(&client, "send_message", json!({"message": "task"})).await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let agent = app.add_agent("strict", &["homelab"]).await;
+    app.agent_next(&agent, 0).await;
+    assert_eq!(
+        app.agent_update(
+            &agent,
+            &id,
+            json!({"content": "done", "status": "complete"})
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+
+    let backwards = app
+        .agent_update(
+            &agent,
+            &id,
+            json!({"content": "again", "status": "in_progress"}),
+        )
+        .await;
+    assert_eq!(backwards.status(), StatusCode::CONFLICT);
+    let body: Value = backwards.json().await.expect("json");
+    assert_eq!(body["error"], "conflict");
+    assert!(
+        body["message"].as_str().is_some_and(
+            |message| message.contains("complete") && message.contains("already finished")
+        ),
+        "{body}"
+    );
+    let after_end = app
+        .agent_update(&agent, &id, json!({"content": "one more thing"}))
+        .await;
+    assert_eq!(after_end.status(), StatusCode::CONFLICT);
+
+    let cases = [
+        (
+            json!({"content": "x", "status": "cancelled"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"content": "x", "status": "done"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"status": "complete"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"content": ""}), StatusCode::BAD_REQUEST),
+    ];
+    for (body, expected) in cases {
+        let response = app.agent_update(&agent, &id, body.clone()).await;
+        assert_eq!(response.status(), expected, "{body}");
+        assert!(response.json::<Value>().await.expect("json")["message"].is_string());
+    }
+    let not_json = app
+        .http
+        .post(app.url(&format!("/agent/v1/tasks/{id}/updates")))
+        .bearer_auth(&agent)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.agent_update(&agent, "no-such-task", json!({"content": "x"}))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let read: Value = app
+        .http
+        .get(app.url(&format!("/agent/v1/tasks/{id}")))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(read["task"]["status"], "complete");
+    assert_eq!(read["updates"].as_array().map(Vec::len), Some(3));
+    let bad_wait = app
+        .http
+        .get(app.url("/agent/v1/tasks/next?wait=soon"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(bad_wait.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn only_live_agent_tokens_open_the_agent_api() {
+    let app = spawn_app().await;
+    let oauth = app.access_token("tasks:read tasks:write").await;
+    assert_eq!(
+        app.agent_next(&oauth, 0).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "OAuth tokens are not agent tokens"
+    );
+    let missing = app
+        .http
+        .get(app.url("/agent/v1/tasks/next"))
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(missing.headers().contains_key("www-authenticate"));
+    let agent = app.add_agent("temp", &["homelab"]).await;
+    assert_eq!(
+        app.agent_next(&agent, 0).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let listed = nexus_gateway::admin::list_agents(&app.config)
+        .await
+        .expect("listed");
+    assert!(
+        listed.contains("temp") && !listed.contains(&agent),
+        "tokens are never listed"
+    );
+    nexus_gateway::admin::revoke_agent(&app.config, "temp")
+        .await
+        .expect("revoked");
+    assert_eq!(
+        app.agent_next(&agent, 0).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.agent_next("nxa_forged", 0).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
