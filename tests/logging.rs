@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use nexus_gateway::config::ApprovalMode;
 use reqwest::StatusCode;
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
 
 use support::{PROTECTED, Pkce, hidden_field, redirect_params, spawn_app_with};
 
@@ -38,7 +37,8 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new("trace"))
+        // The production filter policy at its most verbose setting.
+        .with_env_filter(nexus_gateway::telemetry::env_filter("trace"))
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
@@ -157,10 +157,34 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
             ("client_secret", &secret),
         ])
         .await;
-    let bearer = nexus_gateway::admin::issue_token(&app.config, "logged", "tasks:read", "1d")
-        .await
-        .expect("issued");
+    let bearer =
+        nexus_gateway::admin::issue_token(&app.config, "logged", "tasks:read tasks:write", "1d")
+            .await
+            .expect("issued");
     let bearer = bearer.lines().next().expect("token").to_owned();
+    // A task and the agent's reply travel through the logs' field of view too.
+    let mcp_call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "send_message", "arguments": {"message": "private task text 7f3a"}}});
+    let sent: Value = app
+        .mcp_post(Some(&bearer), &mcp_call.to_string())
+        .await
+        .json()
+        .await
+        .expect("sent");
+    let task_id = sent["result"]["structuredContent"]["id"]
+        .as_str()
+        .expect("queued")
+        .to_owned();
+    let agent = app.add_agent("logger", &["homelab"]).await;
+    assert_eq!(app.agent_next(&agent, 0).await.status(), StatusCode::OK);
+    let reply = app
+        .agent_update(
+            &agent,
+            &task_id,
+            serde_json::json!({"content": "private reply text 9c1b", "status": "complete"}),
+        )
+        .await;
+    assert_eq!(reply.status(), StatusCode::CREATED);
     drop(app);
 
     let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
@@ -191,9 +215,20 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
             rotated["refresh_token"].as_str().expect("r"),
         ),
         ("bearer token", bearer.as_str()),
+        ("agent token", agent.as_str()),
+        ("task text", "private task text 7f3a"),
+        ("agent reply", "private reply text 9c1b"),
         ("state", "state-value-123"),
     ];
     for (name, value) in secrets {
-        assert!(!logs.contains(value), "the {name} appears in the logs");
+        let leaks: Vec<&str> = logs
+            .lines()
+            .filter(|line| line.contains(value))
+            .take(3)
+            .collect();
+        assert!(
+            leaks.is_empty(),
+            "the {name} appears in the logs: {leaks:#?}"
+        );
     }
 }
