@@ -1,7 +1,7 @@
 //! The queue's errors. Each variant is a case a caller answers differently; the messages are
 //! written for the person or model that sent the request.
 
-use crate::queue::message::MessageStatus;
+use crate::queue::message::{ContentProblem, MessageStatus};
 use crate::store::StoreError;
 
 /// A failure of a queue operation.
@@ -48,4 +48,13 @@ pub enum QueueError {
     /// The store failed.
     #[error("internal error")]
     Internal(#[from] StoreError),
+}
+
+impl From<ContentProblem> for QueueError {
+    fn from(problem: ContentProblem) -> Self {
+        match problem {
+            ContentProblem::Empty => QueueError::EmptyMessage,
+            ContentProblem::TooLong => QueueError::MessageTooLong,
+        }
+    }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{SharedClock, UnixSeconds};
 use crate::config::TargetConfig;
 use crate::queue::error::QueueError;
-use crate::queue::message::{ContentProblem, MessageStatus, check_content, content_hash};
+use crate::queue::message::{MessageStatus, check_content, content_hash};
 use crate::store::{
     AgentRecord, InsertOutcome, MessageRecord, NewMessage, StatusCounts, Store, TransitionOutcome,
     UpdateFilter, UpdateRecord,
@@ -155,10 +155,7 @@ impl Queue {
     /// Queues a message, or names the identical open one (SHA-256 of the text, per target).
     #[tracing::instrument(skip_all, fields(sender = %request.sender))]
     pub async fn send(&self, request: SendRequest) -> Result<Sent, QueueError> {
-        check_content(&request.content).map_err(|problem| match problem {
-            ContentProblem::Empty => QueueError::EmptyMessage,
-            ContentProblem::TooLong => QueueError::MessageTooLong,
-        })?;
+        check_content(&request.content)?;
         let target = self.resolve_target(request.target.as_deref())?;
         let id = uuid::Uuid::new_v4().to_string();
         let message = NewMessage {
@@ -300,12 +297,7 @@ impl Queue {
 
     /// A message and its updates.
     pub async fn message(&self, id: &str) -> Result<MessageDetail, QueueError> {
-        let message = self
-            .inner
-            .store
-            .find_message(id)
-            .await?
-            .ok_or_else(|| QueueError::NotFound(id.to_owned()))?;
+        let message = self.find_message(id).await?;
         let filter = UpdateFilter {
             message_id: Some(id.to_owned()),
             limit: i64::from(u16::MAX),
@@ -367,19 +359,11 @@ impl Queue {
         content: &str,
         status: Option<MessageStatus>,
     ) -> Result<(MessageRecord, UpdateRecord), QueueError> {
-        let message = self
-            .inner
-            .store
-            .find_message(id)
-            .await?
-            .ok_or_else(|| QueueError::NotFound(id.to_owned()))?;
+        let message = self.find_message(id).await?;
         if !agent.targets.contains(&message.target) {
             return Err(QueueError::NotYourTarget(message.target));
         }
-        check_content(content).map_err(|problem| match problem {
-            ContentProblem::Empty => QueueError::EmptyMessage,
-            ContentProblem::TooLong => QueueError::MessageTooLong,
-        })?;
+        check_content(content)?;
         let result = self
             .transition(
                 id,
@@ -430,6 +414,14 @@ impl Queue {
                 reason: status.map_or("the message is already finished", |next| from.why_not(next)),
             }),
         }
+    }
+
+    async fn find_message(&self, id: &str) -> Result<MessageRecord, QueueError> {
+        self.inner
+            .store
+            .find_message(id)
+            .await?
+            .ok_or_else(|| QueueError::NotFound(id.to_owned()))
     }
 
     fn resolve_target(&self, name: Option<&str>) -> Result<String, QueueError> {

@@ -1,12 +1,12 @@
 //! `/mcp` end to end: a token from the OAuth flow, rmcp's own client for both protocol
 //! generations, an agent on the agent API, and `pull_updates` following along.
 
-use std::collections::BTreeSet;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Lifecycle, TestApp, call_tool, call_tool_ok, spawn_app, spawn_in, tool_text};
+use crate::support::{
+    Lifecycle, TestApp, call_tool, call_tool_ok, spawn_app, spawn_in, tool_names, tool_text,
+};
 
 const BOTH_SCOPES: &str = "tasks:read tasks:write";
 
@@ -19,24 +19,17 @@ async fn pull(client: &crate::support::McpClient) -> Vec<Value> {
 async fn round_trip(app: &TestApp, lifecycle: Lifecycle, text: &str) {
     let token = app.access_token(BOTH_SCOPES).await;
     let client = app.mcp_client(&token, lifecycle).await;
-    let tools: BTreeSet<String> = client
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|tool| tool.name.to_string())
-        .collect();
-    let expected: BTreeSet<String> = [
-        "cancel_message",
-        "get_message",
-        "pull_updates",
-        "queue_status",
-        "send_message",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    assert_eq!(tools, expected);
+    let tools = tool_names(&client).await;
+    assert_eq!(
+        tools,
+        [
+            "cancel_message",
+            "get_message",
+            "pull_updates",
+            "queue_status",
+            "send_message",
+        ]
+    );
 
     let sent = call_tool_ok(&client, "send_message", json!({"message": text})).await;
     assert_eq!(sent["queued"], true);
@@ -276,20 +269,8 @@ async fn a_read_only_token_neither_sees_nor_calls_write_tools() {
     let app = spawn_app().await;
     let token = app.access_token("tasks:read").await;
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
-    let tools: BTreeSet<String> = client
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|tool| tool.name.to_string())
-        .collect();
-    assert_eq!(
-        tools,
-        ["get_message", "pull_updates", "queue_status"]
-            .into_iter()
-            .map(String::from)
-            .collect()
-    );
+    let tools = tool_names(&client).await;
+    assert_eq!(tools, ["get_message", "pull_updates", "queue_status"]);
     let response = app
         .mcp_post(
             Some(&token),
@@ -309,20 +290,8 @@ async fn a_read_only_token_neither_sees_nor_calls_write_tools() {
     assert!(challenge.contains("resource_metadata="), "{challenge}");
     let write_only = app.access_token("tasks:write").await;
     let client = app.mcp_client(&write_only, Lifecycle::Discover).await;
-    let tools: BTreeSet<String> = client
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|tool| tool.name.to_string())
-        .collect();
-    assert_eq!(
-        tools,
-        ["cancel_message", "send_message"]
-            .into_iter()
-            .map(String::from)
-            .collect()
-    );
+    let tools = tool_names(&client).await;
+    assert_eq!(tools, ["cancel_message", "send_message"]);
 }
 
 #[tokio::test]

@@ -29,14 +29,8 @@ async fn send(
 
 async fn discover(app: &TestApp) -> (Value, Value) {
     let prm: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-protected-resource/mcp"))
-        .send()
-        .await
-        .expect("prm")
-        .json()
-        .await
-        .expect("json");
+        .get_json("/.well-known/oauth-protected-resource/mcp")
+        .await;
     let as_url = format!(
         "{}/.well-known/oauth-authorization-server",
         prm["authorization_servers"][0].as_str().expect("issuer")
@@ -225,15 +219,7 @@ async fn public_client_flow_and_the_access_token_format() {
     let header = jsonwebtoken::decode_header(access).expect("jwt header");
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert_eq!(format!("{:?}", header.alg), "ES256");
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["kid"].as_str(), header.kid.as_deref());
     assert!(
         jwks["keys"][0].get("d").is_none(),
@@ -416,15 +402,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_publishes_both_keys() {
     let new_header =
         jsonwebtoken::decode_header(after["access_token"].as_str().expect("t")).expect("header");
     assert_eq!(new_header.kid.as_deref(), Some(kid.as_str()));
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
     for tokens in [&before, &after] {
         assert_eq!(
@@ -437,15 +415,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_publishes_both_keys() {
     // Once the old key's last token has expired, it leaves the JWKS.
     app.clock.advance(3600 + 120);
     app.auth.run_maintenance().await.expect("maintenance");
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
 }
 
@@ -453,15 +423,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_publishes_both_keys() {
 async fn metadata_documents_match_what_clients_check() {
     let app = spawn_app().await;
     let (prm, metadata) = discover(&app).await;
-    let root_prm: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-protected-resource"))
-        .send()
-        .await
-        .expect("prm")
-        .json()
-        .await
-        .expect("json");
+    let root_prm: Value = app.get_json("/.well-known/oauth-protected-resource").await;
     assert_eq!(prm, root_prm);
     assert_eq!(prm["authorization_servers"][0], metadata["issuer"]);
     assert_eq!(
@@ -485,14 +447,8 @@ async fn metadata_documents_match_what_clients_check() {
         serde_json::json!(["tasks:read", "tasks:write", "offline_access"])
     );
     let mcp_copy: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server/mcp"))
-        .send()
-        .await
-        .expect("as")
-        .json()
-        .await
-        .expect("json");
+        .get_json("/.well-known/oauth-authorization-server/mcp")
+        .await;
     assert_eq!(metadata, mcp_copy);
     let oidc = app
         .http

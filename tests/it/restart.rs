@@ -10,28 +10,12 @@ async fn tokens_clients_and_refresh_tokens_survive_a_restart() {
     let app = spawn_app().await;
     let public_url = app.base_url.clone();
     let (client, tokens) = app.tokens_for_new_client().await;
-    let jwks_before: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks_before: Value = app.get_json("/.well-known/jwks.json").await;
     let data_dir = app.stop().await;
 
     // Same data and the same public URL, a new process-level instance on a new port.
     let app = spawn_in(data_dir, Some(&public_url), |_| {}).await;
-    let jwks_after: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks_after: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks_before, jwks_after, "the signing key persisted");
     assert_eq!(
         app.call_protected(PROTECTED, tokens["access_token"].as_str().expect("t"))

@@ -170,6 +170,18 @@ impl TestApp {
         self.data_dir.clone()
     }
 
+    /// GETs `path` and parses the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json body")
+    }
+
     pub async fn register(&self, body: Value) -> reqwest::Response {
         self.http
             .post(self.url("/register"))
@@ -501,4 +513,17 @@ pub fn tool_text(result: &rmcp::model::CallToolResult) -> String {
         .and_then(|content| content.as_text())
         .map(|text| text.text.clone())
         .unwrap_or_default()
+}
+
+/// The names of the tools `tools/list` shows, sorted.
+pub async fn tool_names(client: &McpClient) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|tool| tool.name.to_string())
+        .collect();
+    names.sort();
+    names
 }
