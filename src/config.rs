@@ -55,6 +55,58 @@ pub struct TargetConfig {
     /// What the target is, shown to models in the tool description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The bot and chat, for `transport = "telegram"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramConfig>,
+}
+
+/// A Telegram bot delivering tasks to one chat. The bot token never lives in the config file:
+/// it is read from `bot_token_file` or the environment variable `bot_token_env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// A file holding the bot token (and nothing else but white space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token_file: Option<PathBuf>,
+    /// An environment variable holding the bot token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token_env: Option<String>,
+    /// The chat tasks go to and replies come from.
+    pub chat_id: i64,
+    /// When set, only these users' messages in the chat count.
+    #[serde(default)]
+    pub allowed_user_ids: Vec<i64>,
+    /// The owner's Telegram user id: enables "approve in Telegram" at /authorize.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_user_id: Option<i64>,
+    /// The Bot API's base URL (tests point it at a fake).
+    #[serde(default = "default_telegram_api_base")]
+    pub api_base: String,
+    /// How replies are received.
+    #[serde(default)]
+    pub mode: TelegramMode,
+    /// How long one `getUpdates` long poll waits (at most 50 s).
+    #[serde(default = "default_poll_timeout", with = "humantime_serde")]
+    pub poll_timeout: Duration,
+}
+
+fn default_telegram_api_base() -> String {
+    "https://api.telegram.org".into()
+}
+
+fn default_poll_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How the gateway learns of Telegram updates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    /// `getUpdates` long polling: works behind NAT and with no public webhook.
+    #[default]
+    Polling,
+    /// Telegram POSTs updates to `<public_url>/telegram/webhook/<target>`.
+    Webhook,
 }
 
 /// How tasks reach an agent.
@@ -63,6 +115,8 @@ pub struct TargetConfig {
 pub enum TransportKind {
     /// The agent polls `/agent/v1` with its own token.
     AgentApi,
+    /// Tasks go to a Telegram chat through a bot; replies come back as updates.
+    Telegram,
 }
 
 /// Checks on who may call `/mcp` from where.
@@ -213,6 +267,19 @@ impl PublicUrl {
         format!("{}{path}", self.origin)
     }
 
+    /// Whether the host is a loopback name or address.
+    pub fn is_loopback(&self) -> bool {
+        let host = self
+            .host_and_port
+            .rsplit_once(':')
+            .map_or(self.host_and_port.as_str(), |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    }
+
     /// Whether the origin is served over HTTPS (cookies are then `Secure`).
     pub fn is_https(&self) -> bool {
         self.https
@@ -263,6 +330,7 @@ impl Default for Config {
                 name: "homelab".into(),
                 transport: TransportKind::AgentApi,
                 description: Some("the homelab agent".into()),
+                telegram: None,
             }],
             mcp: McpConfig::default(),
         }
@@ -438,14 +506,30 @@ impl Config {
                 message,
             })
         };
-        if self.approval == ApprovalMode::Auto && !self.listen.ip().is_loopback() {
-            problem(
-                "approval",
-                format!(
-                    "`auto` approves every client without asking anyone, so it is only allowed on a loopback listener, not {}",
-                    self.listen
-                ),
-            );
+        if self.approval == ApprovalMode::Auto {
+            // Behind a proxy on the same host, a loopback listener is reachable from anywhere;
+            // only a gateway that is local end to end may approve without asking.
+            if !self.listen.ip().is_loopback() {
+                problem(
+                    "approval",
+                    format!(
+                        "`auto` approves every client without asking anyone, so it is only allowed on a loopback listener, not {}",
+                        self.listen
+                    ),
+                );
+            }
+            if !self.public_url.is_loopback() {
+                problem(
+                    "approval",
+                    format!(
+                        "`auto` is only allowed when public_url is a loopback address, not {}",
+                        self.public_url
+                    ),
+                );
+            }
+            if !self.trusted_proxies.is_empty() {
+                problem("approval", "`auto` cannot be combined with trusted_proxies: proxied requests come from the outside".into());
+            }
         }
         let positive = [
             ("oauth.access_token_ttl", self.oauth.access_token_ttl),
@@ -531,6 +615,43 @@ impl Config {
                     &format!("targets[{index}].name"),
                     format!("`{}` is defined twice", target.name),
                 );
+            }
+        }
+        for (index, target) in self.targets.iter().enumerate() {
+            let key = format!("targets[{index}].telegram");
+            match (target.transport, &target.telegram) {
+                (TransportKind::Telegram, None) => problem(
+                    &key,
+                    "a telegram target needs a [targets.telegram] section".into(),
+                ),
+                (TransportKind::AgentApi, Some(_)) => problem(
+                    &key,
+                    "only targets with transport = \"telegram\" take a telegram section".into(),
+                ),
+                (TransportKind::Telegram, Some(telegram)) => {
+                    if telegram.bot_token_file.is_some() == telegram.bot_token_env.is_some() {
+                        problem(&key, "set exactly one of bot_token_file or bot_token_env (the token never goes in this file)".into());
+                    }
+                    if !(telegram.api_base.starts_with("https://")
+                        || telegram.api_base.starts_with("http://"))
+                    {
+                        problem(&format!("{key}.api_base"), "must be an http(s) URL".into());
+                    }
+                    if telegram.poll_timeout > Duration::from_secs(50) {
+                        problem(
+                            &format!("{key}.poll_timeout"),
+                            "must be at most 50s (the Bot API's limit)".into(),
+                        );
+                    }
+                    if telegram.mode == TelegramMode::Webhook && !self.public_url.is_https() {
+                        problem(
+                            &format!("{key}.mode"),
+                            "webhook mode needs an https public_url (Telegram only calls https)"
+                                .into(),
+                        );
+                    }
+                }
+                (TransportKind::AgentApi, None) => {}
             }
         }
         for origin in &self.mcp.allowed_origins {
@@ -760,6 +881,21 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "approval");
         assert!(problems("listen = \"127.0.0.1:9\"\napproval = \"auto\"\n").is_empty());
+        let proxied = "listen = \"127.0.0.1:9\"\npublic_url = \"https://mcp.example.com\"\napproval = \"auto\"\n";
+        assert_eq!(
+            problems(proxied).len(),
+            1,
+            "a public URL means the outside can reach it"
+        );
+        let trusted =
+            "listen = \"127.0.0.1:9\"\ntrusted_proxies = [\"127.0.0.1\"]\napproval = \"auto\"\n";
+        assert_eq!(
+            problems(trusted).len(),
+            1,
+            "a proxy in front means the outside can reach it"
+        );
+        assert!(PublicUrl::parse("http://[::1]:8080").is_ok_and(|url| url.is_loopback()));
+        assert!(PublicUrl::parse("http://localhost").is_ok_and(|url| url.is_loopback()));
     }
 
     #[test]
@@ -812,6 +948,39 @@ mod tests {
             Some("targets[1].name")
         );
         assert!(!problems("targets = []\n").is_empty());
+    }
+
+    #[test]
+    fn telegram_targets_need_a_token_source_but_never_the_token() {
+        let good = "[[targets]]\nname = \"homelab\"\ntransport = \"telegram\"\n[targets.telegram]\nbot_token_env = \"BOT\"\nchat_id = -1001\n";
+        let config = Config::from_toml(good).expect("valid");
+        let telegram = config.targets[0].telegram.as_ref().expect("telegram");
+        assert_eq!(telegram.mode, TelegramMode::Polling);
+        assert_eq!(telegram.api_base, "https://api.telegram.org");
+        let missing = problems("[[targets]]\nname = \"homelab\"\ntransport = \"telegram\"\n");
+        assert_eq!(
+            missing.first().map(|(key, _)| key.as_str()),
+            Some("targets[0].telegram")
+        );
+        let both = problems(&good.replace("chat_id", "bot_token_file = \"/t\"\nchat_id"));
+        assert!(
+            both.iter()
+                .any(|(_, message)| message.contains("exactly one")),
+            "{both:?}"
+        );
+        let inline_token = problems(&good.replace("chat_id", "bot_token = \"123:abc\"\nchat_id"));
+        assert!(
+            !inline_token.is_empty(),
+            "a token in the file is an unknown key"
+        );
+        let webhook_http =
+            problems(&good.replace("chat_id = -1001", "chat_id = -1001\nmode = \"webhook\""));
+        assert!(
+            webhook_http
+                .iter()
+                .any(|(key, _)| key == "targets[0].telegram.mode"),
+            "{webhook_http:?}"
+        );
     }
 
     #[test]

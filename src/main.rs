@@ -69,18 +69,41 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let data_dir = config.data_dir.clone();
     let app = App::build(config)
         .await
         .context("cannot start the gateway")?;
     if let Some(passphrase) = app.generated_owner_passphrase() {
-        // Printed, not logged: it must not end up in a log shipper's index.
-        eprintln!(
-            "\n  No owner passphrase was set, so one was generated. It is shown only now:\n\n      {passphrase}\n\n  Change it with `nexus-gateway owner set-password`.\n"
-        );
+        hand_over_passphrase(passphrase, &data_dir)?;
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.serve(listener, shutdown).await.context("server error")
+}
+
+/// Shows a generated passphrase once: on a terminal, printed; under a service manager (whose
+/// stderr goes to a log store), written to a file only the service user can read.
+fn hand_over_passphrase(passphrase: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n  No owner passphrase was set, so one was generated. It is shown only now:\n\n      {passphrase}\n\n  Change it with `nexus-gateway owner set-password`.\n"
+        );
+        return Ok(());
+    }
+    let path = data_dir.join("initial-owner-passphrase");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{passphrase}\n").as_bytes())?;
+    eprintln!(
+        "No owner passphrase was set, so one was generated and written to {} (readable by this user only). Read it, then delete the file or run `nexus-gateway owner set-password`.",
+        path.display()
+    );
+    Ok(())
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

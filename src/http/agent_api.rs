@@ -160,7 +160,9 @@ async fn post_update(
 fn agent_error(queue_error: QueueError) -> Response {
     let (status, code) = match &queue_error {
         QueueError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        QueueError::InvalidTransition { .. } => (StatusCode::CONFLICT, "conflict"),
+        QueueError::InvalidTransition { .. } | QueueError::ClaimedByAnother(_) => {
+            (StatusCode::CONFLICT, "conflict")
+        }
         QueueError::NotYourTarget(_) => (StatusCode::FORBIDDEN, "forbidden"),
         QueueError::Internal(source) => {
             tracing::error!(error = %source, "queue failure in the agent API");

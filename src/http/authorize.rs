@@ -19,8 +19,19 @@ use crate::http::rate_limit::Limit;
 use crate::oauth::error::AuthorizeError;
 use crate::oauth::{AuthorizationRequest, ConsentView};
 
-/// The owner session cookie.
+/// The owner session cookie over plain http (local use).
 const SESSION_COOKIE: &str = "nexus_owner";
+/// The owner session cookie over https: `__Host-` forbids a `Domain` and requires `Secure` and
+/// `Path=/`, so a sibling subdomain cannot plant a cookie that shadows it.
+const SECURE_SESSION_COOKIE: &str = "__Host-nexus_owner";
+
+fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.config.public_url.is_https() {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -147,17 +158,19 @@ pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: 
                     encode(request_id)
                 ),
             );
-            let secure = if state.config.public_url.is_https() {
-                "; Secure"
+            let cookie = if state.config.public_url.is_https() {
+                format!(
+                    "{SECURE_SESSION_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax; Secure",
+                    session.token, session.max_age
+                )
             } else {
-                ""
+                format!(
+                    "{SESSION_COOKIE}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax",
+                    session.token,
+                    paths::AUTHORIZE,
+                    session.max_age
+                )
             };
-            let cookie = format!(
-                "{SESSION_COOKIE}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-                session.token,
-                paths::AUTHORIZE,
-                session.max_age
-            );
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
@@ -334,21 +347,21 @@ fn authorize_error(state: &AppState, error: AuthorizeError) -> Response {
 }
 
 async fn live_session(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let token = session_cookie(headers)?;
+    let token = session_cookie(headers, session_cookie_name(state))?;
     match state.auth.owner_session_is_live(&token).await {
         Ok(true) => Some(token),
         _ => None,
     }
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(cookie_name, _)| *cookie_name == name)
         .map(|(_, value)| value.to_owned())
 }
 

@@ -43,26 +43,30 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) 
     {
         return peer;
     }
-    let forwarded: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-        .map(canonical)
+        .map(str::trim)
         .collect();
     // Walk from the nearest hop outwards; the first address that is not one of our proxies
-    // is the client. Anything further left was written by the client and proves nothing.
-    forwarded
-        .iter()
-        .rev()
-        .find(|address| {
-            !trusted_proxies
-                .iter()
-                .any(|proxy| canonical(*proxy) == **address)
-        })
-        .copied()
-        .unwrap_or(peer)
+    // is the client. Anything further left was written by the client and proves nothing, so
+    // a hop we cannot read ends the walk instead of being skipped.
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(address) = hop.parse::<IpAddr>().map(canonical) else {
+            break;
+        };
+        client = address;
+        if !trusted_proxies
+            .iter()
+            .any(|proxy| canonical(*proxy) == address)
+        {
+            break;
+        }
+    }
+    client
 }
 
 fn canonical(address: IpAddr) -> IpAddr {
@@ -94,6 +98,15 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
         assert_eq!(client_ip(proxy, &headers("garbage"), &[proxy]), proxy);
+        // An unreadable hop stops the walk: the spoofed entry left of it is never reached.
+        assert_eq!(
+            client_ip(proxy, &headers("198.51.100.1, unknown"), &[proxy]),
+            proxy
+        );
+        assert_eq!(
+            client_ip(proxy, &headers("198.51.100.1, 192.0.2.7:5678"), &[proxy]),
+            proxy
+        );
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
         assert_eq!(
             client_ip(mapped, &headers("192.0.2.8"), &[proxy]),

@@ -1,8 +1,10 @@
-//! Per-IP rate limits (GCRA, via `governor`) for registration, token requests and owner
-//! logins, plus an exponential lock-out after repeated wrong passphrases.
+//! Per-IP rate limits (GCRA, via `governor`) for registration, authorization, token requests
+//! and owner logins, plus an exponential lock-out after repeated wrong passphrases and a
+//! global cap on login attempts. IPv6 clients are counted per /64, since one host usually
+//! holds a whole /64 and could otherwise change address at every attempt.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,13 +18,18 @@ use crate::config::LimitsConfig;
 const FREE_LOGIN_FAILURES: u32 = 3;
 /// The longest lock-out after wrong passphrases.
 const MAX_LOGIN_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Login attempts per minute from everyone together: a brute force spread over many
+/// addresses still meets this.
+const GLOBAL_LOGINS_PER_MINUTE: u32 = 30;
 
 /// The gateway's rate limiters.
 #[derive(Debug)]
 pub struct RateLimits {
     register: DefaultKeyedRateLimiter<IpAddr>,
+    authorize: DefaultKeyedRateLimiter<IpAddr>,
     token: DefaultKeyedRateLimiter<IpAddr>,
     login: DefaultKeyedRateLimiter<IpAddr>,
+    all_logins: governor::DefaultDirectRateLimiter,
     login_failures: Mutex<HashMap<IpAddr, LoginFailures>>,
 }
 
@@ -37,6 +44,8 @@ struct LoginFailures {
 pub enum Limit {
     /// `/register`.
     Register,
+    /// `/authorize` (each call parks a request in the store).
+    Authorize,
     /// `/token` and `/revoke`.
     Token,
     /// The owner login form.
@@ -53,27 +62,40 @@ impl RateLimits {
         };
         Self {
             register: per_minute(limits.register_per_minute),
+            authorize: per_minute(limits.register_per_minute),
             token: per_minute(limits.token_per_minute),
             login: per_minute(limits.login_per_minute),
+            all_logins: RateLimiter::direct(Quota::per_minute(
+                NonZeroU32::new(GLOBAL_LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            )),
             login_failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// Takes one request from `ip`'s budget; `Err(wait)` when it is spent.
     pub fn check(&self, limit: Limit, ip: IpAddr) -> Result<(), Duration> {
+        let ip = bucket(ip);
         let limiter = match limit {
             Limit::Register => &self.register,
+            Limit::Authorize => &self.authorize,
             Limit::Token => &self.token,
             Limit::Login => &self.login,
         };
+        let now = DefaultClock::default().now();
         limiter
             .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))?;
+            .map_err(|not_until| not_until.wait_time_from(now))?;
+        if matches!(limit, Limit::Login) {
+            self.all_logins
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(now))?;
+        }
         self.login_lockout(limit, ip)
     }
 
     /// Records a wrong passphrase from `ip`: after a few, each one doubles the lock-out.
     pub fn record_login_failure(&self, ip: IpAddr) {
+        let ip = bucket(ip);
         let mut failures = self.failures();
         let entry = failures.entry(ip).or_insert(LoginFailures {
             count: 0,
@@ -89,12 +111,13 @@ impl RateLimits {
 
     /// Forgets the failures of `ip` after a successful login.
     pub fn record_login_success(&self, ip: IpAddr) {
-        self.failures().remove(&ip);
+        self.failures().remove(&bucket(ip));
     }
 
     /// Drops idle limiter state; called by the maintenance task.
     pub fn shrink(&self) {
         self.register.retain_recent();
+        self.authorize.retain_recent();
         self.token.retain_recent();
         self.login.retain_recent();
         let now = Instant::now();
@@ -128,6 +151,26 @@ impl RateLimits {
     }
 }
 
+/// The rate-limit key of an address: itself for IPv4, its /64 for IPv6.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let segments = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(
+                segments[0],
+                segments[1],
+                segments[2],
+                segments[3],
+                0,
+                0,
+                0,
+                0,
+            ))
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +187,44 @@ mod tests {
         assert!(limits.check(Limit::Register, first).is_ok());
         assert!(limits.check(Limit::Register, first).is_err());
         assert!(limits.check(Limit::Register, second).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let limits = RateLimits::new(&LimitsConfig {
+            register_per_minute: 1,
+            ..LimitsConfig::default()
+        });
+        assert!(
+            limits
+                .check(Limit::Register, "2001:db8::1".parse().expect("ip"))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check(Limit::Register, "2001:db8::2".parse().expect("ip"))
+                .is_err()
+        );
+        assert!(
+            limits
+                .check(Limit::Register, "2001:db8:0:1::1".parse().expect("ip"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn logins_have_a_global_budget_across_addresses() {
+        let limits = RateLimits::new(&LimitsConfig::default());
+        let mut refused = 0;
+        for host in 0..100u8 {
+            if limits
+                .check(Limit::Login, IpAddr::from([10, 0, 0, host]))
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 100 - GLOBAL_LOGINS_PER_MINUTE as usize);
     }
 
     #[test]

@@ -150,9 +150,11 @@ impl TokenRequest {
             ));
         }
         let mut form = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
         for (name, value) in url::form_urlencoded::parse(&body) {
-            // RFC 6749 §3.2: parameters must not be repeated. Empty values count as absent.
-            if form.contains_key(name.as_ref()) {
+            // RFC 6749 §3.2: parameters must not be repeated, even with an empty value.
+            // Empty values then count as absent.
+            if !seen.insert(name.clone()) {
                 return Err(invalid("a parameter appears more than once"));
             }
             if !value.is_empty() {

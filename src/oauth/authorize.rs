@@ -248,6 +248,9 @@ impl AuthServer {
         let Some(stored) = self.store().owner_password_hash().await? else {
             return Ok(None);
         };
+        let Ok(_permit) = self.passphrase_checks().acquire().await else {
+            return Ok(None);
+        };
         if !owner::verify_passphrase(passphrase.to_owned(), stored).await {
             return Ok(None);
         }
@@ -284,13 +287,13 @@ impl AuthServer {
             .find_authorization_request(request_id, now)
             .await?
             .ok_or(AuthorizeError::Page("this authorization request has expired or was already answered; start again from the application"))?;
-        if !self.store().take_authorization_request(request_id).await? {
-            return Err(AuthorizeError::Page(
-                "this authorization request was already answered",
-            ));
-        }
+        let already_answered =
+            AuthorizeError::Page("this authorization request was already answered");
         let issuer = self.settings().issuer.clone();
         if !approved {
+            if !self.store().take_authorization_request(request_id).await? {
+                return Err(already_answered);
+            }
             tracing::info!(client_id = %request.client_id, "owner denied an authorization request");
             return Ok(redirect_with(
                 &request.redirect_uri,
@@ -305,8 +308,10 @@ impl AuthServer {
 
         let grant_id = secrets::random_id("g_");
         let code = secrets::random_token();
-        self.store()
+        let recorded = self
+            .store()
             .insert_approved_grant(
+                request_id,
                 &NewGrant {
                     id: grant_id.clone(),
                     kind: GrantKind::OAuth,
@@ -329,6 +334,9 @@ impl AuthServer {
                 },
             )
             .await?;
+        if !recorded {
+            return Err(already_answered);
+        }
         tracing::info!(client_id = %request.client_id, grant_id = %grant_id, scope = %request.scope, "owner approved an authorization request");
         Ok(redirect_with(
             &request.redirect_uri,

@@ -112,6 +112,9 @@ struct Inner {
     // Held only for a clone or a swap, never across an await.
     keys: RwLock<KeyRing>,
     last_key_reload: Mutex<UnixSeconds>,
+    // argon2id takes ~19 MiB and tens of milliseconds per check: bound how many run at once,
+    // so a flood of logins cannot exhaust memory or the blocking pool.
+    passphrase_checks: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -150,6 +153,7 @@ impl AuthServer {
                 settings,
                 keys: RwLock::new(keys),
                 last_key_reload: Mutex::new(now),
+                passphrase_checks: tokio::sync::Semaphore::new(2),
             }),
         })
     }
@@ -232,6 +236,10 @@ impl AuthServer {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn passphrase_checks(&self) -> &tokio::sync::Semaphore {
+        &self.inner.passphrase_checks
     }
 
     async fn reload_keys(&self, now: UnixSeconds) -> Result<(), OAuthError> {

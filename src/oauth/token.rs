@@ -114,6 +114,11 @@ impl AuthServer {
         if record.client_id != client.id {
             return Err(invalid("authorization code was issued to another client"));
         }
+        // PKCE first: someone holding a leaked code without its verifier learns nothing and
+        // cannot get the owner's grant revoked by replaying it.
+        if !pkce::verify_s256(verifier, &record.code_challenge) {
+            return Err(invalid("code_verifier does not match the code_challenge"));
+        }
         if record.used_at.is_some() {
             return Err(self
                 .revoke_after_replay(&record.grant_id, "authorization code")
@@ -126,9 +131,6 @@ impl AuthServer {
             return Err(invalid(
                 "redirect_uri does not match the authorization request",
             ));
-        }
-        if !pkce::verify_s256(verifier, &record.code_challenge) {
-            return Err(invalid("code_verifier does not match the code_challenge"));
         }
         let grant = self.live_grant(&record.grant_id).await?;
 

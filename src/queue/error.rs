@@ -42,6 +42,9 @@ pub enum QueueError {
     /// The agent does not serve the message's target.
     #[error("this agent does not serve target `{0}`")]
     NotYourTarget(String),
+    /// Another agent claimed the task; only it may report on it.
+    #[error("task is claimed by agent `{0}`; only that agent can report on it")]
+    ClaimedByAnother(String),
     /// A name or value given to an admin command is not acceptable.
     #[error("{0}")]
     Invalid(String),

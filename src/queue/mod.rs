@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod error;
 pub mod message;
+mod transport;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -363,6 +364,9 @@ impl Queue {
         if !agent.targets.contains(&message.target) {
             return Err(QueueError::NotYourTarget(message.target));
         }
+        if let Some(owner) = message.claimed_by.filter(|owner| *owner != agent.name) {
+            return Err(QueueError::ClaimedByAnother(owner));
+        }
         check_content(content)?;
         let result = self
             .transition(
@@ -390,6 +394,14 @@ impl Queue {
             return Err(QueueError::NotYourTarget(detail.message.target));
         }
         Ok(detail)
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    async fn work_queued(&self) {
+        self.inner.work_queued.notified().await;
     }
 
     async fn transition(

@@ -221,14 +221,23 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Records the owner's approval: the grant, its code, and the client's first approval,
-    /// all at once.
+    /// Records the owner's approval of `request_id`: consumes the request and writes the grant,
+    /// its code, and the client's first approval, all at once. Returns false (writing nothing)
+    /// when the request was already answered.
     pub async fn insert_approved_grant(
         &self,
+        request_id: &str,
         grant: &NewGrant,
         code: &CodeRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
+        let taken = sqlx::query("DELETE FROM authorization_requests WHERE id = ?")
+            .bind(request_id)
+            .execute(&mut *transaction)
+            .await?;
+        if taken.rows_affected() != 1 {
+            return Ok(false);
+        }
         insert_grant(&mut transaction, grant).await?;
         sqlx::query(
             "INSERT INTO authorization_codes (hash, grant_id, client_id, redirect_uri, code_challenge, expires_at)
@@ -248,7 +257,7 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Stores a bearer-only grant.
@@ -432,6 +441,8 @@ impl Store {
             "DELETE FROM refresh_tokens WHERE expires_at <= ?",
             "DELETE FROM revoked_tokens WHERE expires_at <= ?",
             "DELETE FROM owner_sessions WHERE expires_at <= ?",
+            // Telegram keeps updates for 24 hours; two days of memory covers any redelivery.
+            "DELETE FROM transport_seen WHERE seen_at <= ? - 172800",
         ] {
             removed += sqlx::query(statement)
                 .bind(now)

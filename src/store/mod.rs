@@ -8,6 +8,7 @@ mod grants;
 mod keys;
 mod owner;
 mod queue;
+mod transport;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -418,7 +418,7 @@ impl Store {
     }
 }
 
-async fn insert_update(
+pub(crate) async fn insert_update(
     connection: &mut sqlx::SqliteConnection,
     message_id: Option<&str>,
     target: &str,
@@ -445,7 +445,7 @@ fn parse_status(text: &str) -> Result<MessageStatus, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
 }
 
-fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+pub(crate) fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
     Ok(MessageRecord {
         id: row.try_get("id")?,
         target: row.try_get("target")?,

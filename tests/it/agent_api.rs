@@ -45,6 +45,7 @@ async fn urgent_tasks_are_claimed_first_and_targets_are_respected() {
             name: "nexus:felt".into(),
             transport: nexus_gateway::config::TransportKind::AgentApi,
             description: None,
+            telegram: None,
         });
     })
     .await;

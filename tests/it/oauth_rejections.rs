@@ -235,6 +235,33 @@ async fn code_reuse_is_refused_and_revokes_what_the_code_issued() {
 }
 
 #[tokio::test]
+async fn a_leaked_code_without_its_verifier_cannot_revoke_the_grant() {
+    let app = spawn_app().await;
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let code = app.obtain_code(&client, &pkce).await;
+    let first: Value = app
+        .exchange(&client, &code, &pkce)
+        .await
+        .json()
+        .await
+        .expect("json");
+    // Someone who saw the code in a log replays it, but has no verifier.
+    assert_oauth_error(
+        app.exchange(&client, &code, &Pkce::new()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let access = first["access_token"].as_str().expect("token");
+    assert_eq!(
+        app.call_protected(PROTECTED, access).await.status(),
+        StatusCode::OK,
+        "the owner's grant survives"
+    );
+}
+
+#[tokio::test]
 async fn codes_expire_after_a_minute_and_are_bound_to_client_redirect_and_resource() {
     let app = spawn_app().await;
     let client = app.register_client("none").await;
@@ -393,6 +420,20 @@ async fn malformed_token_requests_get_the_rfc_error() {
     assert_oauth_error(
         app.token(&[("grant_type", "refresh_token"), ("client_id", id)])
             .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    let empty_then_repeated = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", ""),
+            ("refresh_token", "rt_x"),
+            ("client_id", id),
+        ])
+        .await;
+    assert_oauth_error(
+        empty_then_repeated,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     )
