@@ -233,6 +233,99 @@ pub async fn revoke_agent(config: &Config, name: &str) -> Result<String, AdminEr
     }
 }
 
+/// `telegram check`: for every Telegram target, who the bot is, whether it can reach the
+/// chat, and how updates arrive. Fails when any target is not usable.
+pub async fn telegram_check(config: &Config) -> Result<String, AdminError> {
+    use crate::config::TransportKind;
+    let mut out = String::new();
+    let mut broken = 0;
+    for target in config
+        .targets
+        .iter()
+        .filter(|target| target.transport == TransportKind::Telegram)
+    {
+        let Some(telegram) = &target.telegram else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "target `{}` (chat {}, {:?} mode)",
+            target.name, telegram.chat_id, telegram.mode
+        );
+        let api = match crate::transport::telegram::bot_api(&target.name, telegram) {
+            Ok(api) => api,
+            Err(error) => {
+                broken += 1;
+                let _ = writeln!(out, "  token:   FAILED: {error}");
+                continue;
+            }
+        };
+        match api.get_me().await {
+            Ok(bot) => {
+                let _ = writeln!(
+                    out,
+                    "  bot:     @{} ({}), id {}",
+                    bot.username.unwrap_or_default(),
+                    bot.first_name,
+                    bot.id
+                );
+            }
+            Err(error) => {
+                broken += 1;
+                let _ = writeln!(out, "  bot:     FAILED: {error}");
+                continue;
+            }
+        }
+        match api.get_chat(telegram.chat_id).await {
+            Ok(chat) => {
+                let name = chat.title.or(chat.first_name).unwrap_or_default();
+                let _ = writeln!(out, "  chat:    {} \"{name}\" reachable", chat.kind);
+            }
+            Err(error) => {
+                broken += 1;
+                let _ = writeln!(
+                    out,
+                    "  chat:    FAILED: {error} (has someone pressed Start in the bot's chat, or added the bot to the group?)"
+                );
+            }
+        }
+        match api.get_webhook_info().await {
+            Ok(info) if info.url.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "  updates: no webhook set; long polling will work ({} pending)",
+                    info.pending_update_count
+                );
+            }
+            Ok(info) => {
+                let error = info
+                    .last_error_message
+                    .map(|message| format!(", last error: {message}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  updates: webhook set ({} pending{error})",
+                    info.pending_update_count
+                );
+            }
+            Err(error) => {
+                let _ = writeln!(out, "  updates: cannot read the webhook state: {error}");
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(AdminError::Invalid(
+            "no target uses transport = \"telegram\"".into(),
+        ));
+    }
+    if broken > 0 {
+        return Err(AdminError::Invalid(format!(
+            "{out}{broken} problem(s) found"
+        )));
+    }
+    Ok(out)
+}
+
 /// `config check`.
 pub fn describe_config(config: &Config) -> String {
     format!(

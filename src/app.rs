@@ -18,6 +18,7 @@ use crate::oauth::{AuthServer, AuthSettings};
 use crate::queue::Queue;
 use crate::queue::agents::Agents;
 use crate::store::{Store, StoreError};
+use crate::transport::telegram::{self, SetupError, TelegramTarget};
 
 /// How often expired rows are swept and rotated keys picked up.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
@@ -35,6 +36,17 @@ pub struct AppState {
     pub queue: Queue,
     /// The agents allowed to claim tasks.
     pub agents: Agents,
+    /// Targets served by Telegram bots.
+    pub telegram: Arc<Vec<TelegramTarget>>,
+}
+
+impl AppState {
+    /// The Telegram target that asks the owner for approvals, if one is configured.
+    pub fn telegram_approver(&self) -> Option<&TelegramTarget> {
+        self.telegram
+            .iter()
+            .find(|target| target.approves_for_owner())
+    }
 }
 
 /// A failure to start the gateway.
@@ -46,6 +58,9 @@ pub enum AppError {
     /// The authorization server could not start.
     #[error("cannot start the authorization server")]
     OAuth(#[from] OAuthError),
+    /// A Telegram target could not be set up.
+    #[error(transparent)]
+    Telegram(#[from] SetupError),
 }
 
 /// A built gateway, ready to serve.
@@ -88,6 +103,7 @@ impl App {
                 .map(|target| target.name.clone())
                 .collect(),
         );
+        let telegram = Arc::new(telegram::build_targets(&config, &queue, &auth)?);
         let generated_owner_passphrase = match config.approval {
             ApprovalMode::Password => auth.ensure_owner_credential().await?,
             ApprovalMode::Auto => {
@@ -106,6 +122,7 @@ impl App {
                 limits,
                 queue,
                 agents,
+                telegram,
             },
             extra_routes: Router::new(),
             generated_owner_passphrase,
@@ -156,6 +173,11 @@ impl App {
             }
         });
         let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
+        telegram::spawn_all(
+            &self.state.telegram,
+            &self.state.config.public_url,
+            &stopping,
+        );
         let address = listener.local_addr()?;
         tracing::info!(%address, public_url = %self.state.config.public_url, "nexus-gateway listening");
         let served = axum::serve(

@@ -37,6 +37,9 @@ pub enum Command {
     /// Manage agents, the programs that claim tasks through the agent API.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Check the Telegram targets: the bot token, the chat, the webhook.
+    #[command(subcommand)]
+    Telegram(TelegramCommand),
     /// Check the configuration and print what is in force.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -114,6 +117,13 @@ pub enum AgentsCommand {
         /// The agent's name.
         name: String,
     },
+}
+
+/// `telegram ...`
+#[derive(Debug, Subcommand)]
+pub enum TelegramCommand {
+    /// Call getMe, check the chat can be reached, and print what was found.
+    Check,
 }
 
 /// `config ...`

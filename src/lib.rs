@@ -11,6 +11,7 @@
 //! - `mcp`: the rmcp server and its tools, over `queue`.
 //! - `http`: axum routers, the middleware stack, error responses, the bearer guard, `/mcp`
 //!   and the agent API.
+//! - `transport`: delivery to agents outside the gateway (the Telegram bot).
 //! - `app`: the composition root (`App::build`, `App::serve`).
 //! - `cli`: the command-line declarations; `admin`: what the operator's commands do.
 //! - `telemetry`: log output.
@@ -27,3 +28,4 @@ pub mod queue;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod transport;

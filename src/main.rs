@@ -9,7 +9,7 @@ use nexus_gateway::admin;
 use nexus_gateway::app::App;
 use nexus_gateway::cli::{
     AgentsCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, OwnerCommand,
-    TokensCommand,
+    TelegramCommand, TokensCommand,
 };
 use nexus_gateway::config::Config;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +59,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Agents(AgentsCommand::Revoke { name }) => {
             admin::revoke_agent(&config, &name).await?
         }
+        Command::Telegram(TelegramCommand::Check) => admin::telegram_check(&config).await?,
         Command::Config(ConfigCommand::Check) => admin::describe_config(&config),
     };
     print!("{output}");

@@ -17,6 +17,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::paths;
 use crate::http::rate_limit::Limit;
 use crate::oauth::error::AuthorizeError;
+use crate::oauth::remote_approval::RemoteDecision;
 use crate::oauth::{AuthorizationRequest, ConsentView};
 
 /// The owner session cookie over plain http (local use).
@@ -50,6 +51,16 @@ struct LoginPage<'a> {
     request_id: &'a str,
     csrf: &'a str,
     problem: Option<&'a str>,
+    telegram_approval: bool,
+}
+
+#[derive(Template)]
+#[template(path = "waiting.html")]
+struct WaitingPage<'a> {
+    issuer: &'a str,
+    client_name: &'a str,
+    redirect_host: &'a str,
+    refresh_url: &'a str,
 }
 
 #[derive(Template)]
@@ -264,6 +275,126 @@ pub async fn decision(State(state): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
+/// `POST /authorize/telegram`: instead of logging in here, ask the owner in Telegram.
+pub async fn approve_in_telegram(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Response {
+    let form = form_fields(&body);
+    let (Some(request_id), Some(csrf)) = (form.get("request_id"), form.get("csrf")) else {
+        return error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "This form is incomplete",
+            "Start again from the application.",
+        );
+    };
+    let Some(approver) = state.telegram_approver() else {
+        return error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Telegram approval is not set up",
+            "Sign in with the owner passphrase instead.",
+        );
+    };
+    match state.auth.check_login_csrf(request_id, csrf).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "Start again from the application.",
+            );
+        }
+        Err(error) => return authorize_error(&state, error),
+    }
+    // Each ask messages the owner: the login limits keep a stranger from spamming them.
+    if let Err(wait) = state.limits.check(Limit::Login, ip) {
+        let mut response = error_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Wait a moment and try again.",
+        );
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let (token, view) = match state.auth.begin_remote_approval(request_id).await {
+        Ok(Some(started)) => started,
+        Ok(None) => return expired_page(&state),
+        Err(error) => return authorize_error(&state, error),
+    };
+    if let Err(error) =
+        crate::transport::telegram::approval::ask_owner(approver, &view, &token).await
+    {
+        tracing::warn!(error = %error, "cannot ask the owner in Telegram");
+        return error_page(
+            &state,
+            StatusCode::BAD_GATEWAY,
+            "Telegram could not be reached",
+            "Sign in with the owner passphrase instead, or try again.",
+        );
+    }
+    waiting_page(&state, &view, csrf)
+}
+
+/// `GET /authorize/telegram/wait?request_id=...&csrf=...`: refreshes until the owner answers.
+pub async fn wait_for_telegram(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let fields = form_fields(query.as_deref().unwrap_or_default().as_bytes());
+    let (Some(request_id), Some(csrf)) = (fields.get("request_id"), fields.get("csrf")) else {
+        return expired_page(&state);
+    };
+    // Bound to the browser that asked: only it knows the request's CSRF token.
+    match state.auth.check_login_csrf(request_id, csrf).await {
+        Ok(true) => {}
+        Ok(false) => return expired_page(&state),
+        Err(error) => return authorize_error(&state, error),
+    }
+    let decision = match state.auth.remote_decision(request_id).await {
+        Ok(decision) => decision,
+        Err(error) => return authorize_error(&state, error),
+    };
+    let approved = match decision {
+        RemoteDecision::Waiting => {
+            return match state.auth.consent_view(request_id).await {
+                Ok(Some(view)) => waiting_page(&state, &view, csrf),
+                Ok(None) => expired_page(&state),
+                Err(error) => authorize_error(&state, error),
+            };
+        }
+        RemoteDecision::Expired => return expired_page(&state),
+        RemoteDecision::Approved => true,
+        RemoteDecision::Denied => false,
+    };
+    match state.auth.decide(request_id, approved).await {
+        Ok(location) => redirect(StatusCode::SEE_OTHER, &location),
+        Err(error) => authorize_error(&state, error),
+    }
+}
+
+fn waiting_page(state: &AppState, view: &ConsentView, csrf: &str) -> Response {
+    let refresh_url = format!(
+        "{}?request_id={}&csrf={}",
+        paths::AUTHORIZE_TELEGRAM_WAIT,
+        encode(&view.request_id),
+        encode(csrf)
+    );
+    let page = WaitingPage {
+        issuer: state.config.public_url.as_str(),
+        client_name: &view.client_name,
+        redirect_host: &view.redirect_host,
+        refresh_url: &refresh_url,
+    };
+    render(StatusCode::OK, &page, Some(&view.redirect_uri))
+}
+
 /// `GET /assets/nexus.css`.
 pub async fn stylesheet() -> impl IntoResponse {
     (
@@ -379,6 +510,7 @@ fn login_page(
         request_id: &view.request_id,
         csrf,
         problem,
+        telegram_approval: state.telegram_approver().is_some(),
     };
     render(status, &page, None)
 }

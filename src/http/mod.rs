@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod paths;
 pub mod rate_limit;
 pub mod register;
+pub mod telegram;
 pub mod token;
 
 use axum::Router;
@@ -83,7 +84,17 @@ pub fn router(
         .route(paths::AUTHORIZE_LOGIN, post(authorize::login))
         .route(paths::AUTHORIZE_CONSENT, get(authorize::consent))
         .route(paths::AUTHORIZE_DECISION, post(authorize::decision))
+        .route(
+            paths::AUTHORIZE_TELEGRAM,
+            post(authorize::approve_in_telegram),
+        )
+        .route(
+            paths::AUTHORIZE_TELEGRAM_WAIT,
+            get(authorize::wait_for_telegram),
+        )
         .route(paths::STYLESHEET, get(authorize::stylesheet));
+
+    let telegram_webhook = Router::new().route(paths::TELEGRAM_WEBHOOK, post(telegram::webhook));
 
     let probes = Router::new()
         .route(paths::HEALTHZ, get(health::healthz))
@@ -102,6 +113,7 @@ pub fn router(
         .merge(public_api)
         .merge(owner_pages)
         .merge(probes)
+        .merge(telegram_webhook)
         .with_state(state)
         .merge(mcp)
         .merge(agent_api)

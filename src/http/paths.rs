@@ -39,3 +39,16 @@ pub const AGENT_TASK_UPDATES: &str = "/agent/v1/tasks/{id}/updates";
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: the store answers and a key is loaded.
 pub const READYZ: &str = "/readyz";
+
+/// Telegram's webhook calls for one target.
+pub const TELEGRAM_WEBHOOK: &str = "/telegram/webhook/{target}";
+
+/// The webhook path of `target`.
+pub fn telegram_webhook(target: &str) -> String {
+    TELEGRAM_WEBHOOK.replace("{target}", target)
+}
+
+/// Asks the owner to approve in Telegram instead of logging in here.
+pub const AUTHORIZE_TELEGRAM: &str = "/authorize/telegram";
+/// The page that waits for the owner's answer in Telegram.
+pub const AUTHORIZE_TELEGRAM_WAIT: &str = "/authorize/telegram/wait";

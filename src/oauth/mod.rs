@@ -12,6 +12,7 @@ pub mod scope;
 
 mod authorize;
 mod register;
+pub mod remote_approval;
 mod sealed;
 mod token;
 

@@ -3,6 +3,7 @@
 //! arrives here already hashed.
 
 mod agents;
+mod approvals;
 mod clients;
 mod grants;
 mod keys;

@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agent_api;
+mod fake_telegram;
 mod mcp_tools;
 mod oauth_flow;
 mod oauth_rejections;
 mod owner_approval;
 mod restart;
 mod support;
+mod telegram;
 mod tidy;

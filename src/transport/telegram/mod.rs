@@ -1,0 +1,186 @@
+//! The Telegram transport: a bot posts a target's tasks to one chat and turns the replies in
+//! that chat into task updates (research/telegram.md has the Bot API facts behind each rule).
+//! One `TelegramTarget` per configured target runs a delivery worker and either a long-poll
+//! loop or, in webhook mode, receives updates from `http::telegram`.
+
+pub mod api;
+pub mod approval;
+pub mod delivery;
+pub mod format;
+pub mod objects;
+pub mod receive;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TelegramConfig, TelegramMode, TransportKind};
+use crate::oauth::AuthServer;
+use crate::queue::Queue;
+use crate::secrets;
+use crate::transport::telegram::api::BotApi;
+
+/// A failure to set up a Telegram target.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The bot token could not be read.
+    #[error("target `{target}`: cannot read the bot token: {why}")]
+    Token {
+        /// The target.
+        target: String,
+        /// What went wrong (never the token).
+        why: String,
+    },
+    /// Two targets use the same bot, which cannot have two pollers.
+    #[error("targets `{0}` and `{1}` use the same bot token; a bot can serve only one target")]
+    SharedBot(String, String),
+    /// The client could not be built.
+    #[error("target `{target}`: {why}")]
+    Client {
+        /// The target.
+        target: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// One target served by a Telegram bot.
+#[derive(Clone, Debug)]
+pub struct TelegramTarget {
+    /// The target's name.
+    pub name: String,
+    /// Its configuration.
+    pub config: TelegramConfig,
+    /// The bot.
+    pub api: BotApi,
+    /// The queue it delivers from and reports to.
+    pub queue: Queue,
+    /// The authorization server, for owner approval.
+    pub auth: AuthServer,
+    /// The secret Telegram must present on webhook calls (webhook mode only).
+    pub webhook_secret: Option<String>,
+}
+
+impl TelegramTarget {
+    /// The chat tasks go to.
+    pub fn chat_id(&self) -> i64 {
+        self.config.chat_id
+    }
+
+    /// Whether this target's bot asks the owner to approve authorization requests.
+    pub fn approves_for_owner(&self) -> bool {
+        self.config.owner_user_id.is_some()
+    }
+}
+
+/// Builds the Telegram targets of `config`, reading each bot token.
+pub fn build_targets(
+    config: &Config,
+    queue: &Queue,
+    auth: &AuthServer,
+) -> Result<Vec<TelegramTarget>, SetupError> {
+    let mut built: Vec<(TelegramTarget, String)> = Vec::new();
+    for target in config
+        .targets
+        .iter()
+        .filter(|target| target.transport == TransportKind::Telegram)
+    {
+        let Some(telegram) = &target.telegram else {
+            continue;
+        };
+        let token = read_token(&target.name, telegram)?;
+        if let Some((other, _)) = built
+            .iter()
+            .find(|(_, other_token)| secrets::constant_time_eq(other_token, &token))
+        {
+            return Err(SetupError::SharedBot(
+                other.name.clone(),
+                target.name.clone(),
+            ));
+        }
+        let api = BotApi::new(&telegram.api_base, &token).map_err(|error| SetupError::Client {
+            target: target.name.clone(),
+            why: error.to_string(),
+        })?;
+        let webhook_secret = (telegram.mode == TelegramMode::Webhook).then(secrets::random_token);
+        built.push((
+            TelegramTarget {
+                name: target.name.clone(),
+                config: telegram.clone(),
+                api,
+                queue: queue.clone(),
+                auth: auth.clone(),
+                webhook_secret,
+            },
+            token,
+        ));
+    }
+    Ok(built.into_iter().map(|(target, _)| target).collect())
+}
+
+/// The bot of one target's configuration (reads its token).
+pub fn bot_api(target: &str, telegram: &TelegramConfig) -> Result<BotApi, SetupError> {
+    let token = read_token(target, telegram)?;
+    BotApi::new(&telegram.api_base, &token).map_err(|error| SetupError::Client {
+        target: target.to_owned(),
+        why: error.to_string(),
+    })
+}
+
+fn read_token(target: &str, telegram: &TelegramConfig) -> Result<String, SetupError> {
+    let fail = |why: String| SetupError::Token {
+        target: target.to_owned(),
+        why,
+    };
+    let token = match (&telegram.bot_token_file, &telegram.bot_token_env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|error| fail(format!("{}: {error}", path.display())))?,
+        (None, Some(variable)) => std::env::var(variable)
+            .map_err(|_| fail(format!("environment variable {variable} is not set")))?,
+        (None, None) => return Err(fail("no bot_token_file or bot_token_env".into())),
+    };
+    let token = token.trim().to_owned();
+    // Tokens look like `123456789:AA...`; anything else is a mistake worth stopping for.
+    let well_formed = token.split_once(':').is_some_and(|(id, secret)| {
+        !id.is_empty()
+            && id.bytes().all(|byte| byte.is_ascii_digit())
+            && !secret.is_empty()
+            && secret
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+    });
+    if !well_formed {
+        return Err(fail(
+            "it does not look like a bot token (digits, a colon, then letters, digits, - and _)"
+                .into(),
+        ));
+    }
+    Ok(token)
+}
+
+/// Starts the workers of every target: delivery, and polling or webhook registration.
+pub fn spawn_all(
+    targets: &[TelegramTarget],
+    public_url: &crate::config::PublicUrl,
+    shutdown: &CancellationToken,
+) {
+    for target in targets {
+        tokio::spawn(delivery::run(target.clone(), shutdown.child_token()));
+        match (&target.webhook_secret, target.config.mode) {
+            (Some(secret), TelegramMode::Webhook) => {
+                let url = public_url.join(&crate::http::paths::telegram_webhook(&target.name));
+                tokio::spawn(register_webhook(target.clone(), url, secret.clone()));
+            }
+            _ => {
+                tokio::spawn(receive::run_polling(target.clone(), shutdown.child_token()));
+            }
+        }
+    }
+}
+
+async fn register_webhook(target: TelegramTarget, url: String, secret: String) {
+    match target.api.set_webhook(&url, &secret).await {
+        Ok(_) => tracing::info!(target = %target.name, "Telegram webhook registered"),
+        Err(error) => {
+            tracing::error!(target = %target.name, error = %error, "cannot register the Telegram webhook; replies will not arrive")
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Receiving: updates from `getUpdates` (or the webhook) become task updates. Only the
+//! configured chat counts, only allowed users when set, never bots. A reply finds its task by
+//! `reply_to_message`, then by the task's tag in the text, then as the single open task;
+//! otherwise it is kept as an update with no task, as the seed bridge did. `/ack`, `/working`,
+//! `/done`, `/failed` and the buttons move the task's status. Each update is handled once,
+//! whatever redelivers it.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::error::QueueError;
+use crate::queue::message::MessageStatus;
+use crate::store::MessageRecord;
+use crate::transport::telegram::api::TelegramError;
+use crate::transport::telegram::delivery::{backoff, external_ref};
+use crate::transport::telegram::format::{
+    ButtonAction, default_status_text, find_tag, parse_callback, parse_command, task_tag,
+};
+use crate::transport::telegram::objects::{CallbackQuery, Message, Update, User};
+use crate::transport::telegram::{TelegramTarget, approval};
+
+/// What handling one update did, for tests and debug logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Recorded as an update (on a task when `task` is set).
+    Recorded {
+        /// The task it was attached to.
+        task: Option<String>,
+        /// The status it moved the task to.
+        status: Option<MessageStatus>,
+    },
+    /// Refused with a reply in the chat (an illegal status change, a command with no task).
+    Answered,
+    /// Not for us: another chat, a stranger, a bot, an edit, a non-text message.
+    Ignored(&'static str),
+    /// Seen before.
+    Duplicate,
+    /// An owner-approval button.
+    Approval,
+}
+
+/// Handles one update.
+pub async fn handle_update(target: &TelegramTarget, update: Update) -> Result<Handled, QueueError> {
+    if !target
+        .queue
+        .first_sighting(&target.name, &format!("update:{}", update.update_id))
+        .await?
+    {
+        return Ok(Handled::Duplicate);
+    }
+    let handled = if let Some(callback) = update.callback_query {
+        handle_callback(target, callback).await?
+    } else if let Some(message) = update.message {
+        handle_message(target, message).await?
+    } else if update.edited_message.is_some() {
+        // An edit must not count as a second answer.
+        Handled::Ignored("edited message")
+    } else {
+        Handled::Ignored("update kind")
+    };
+    if let Handled::Ignored(why) = handled {
+        // Counted, never with content or chat ids.
+        tracing::debug!(target = %target.name, update_id = update.update_id, why, "telegram update ignored");
+    }
+    Ok(handled)
+}
+
+async fn handle_message(target: &TelegramTarget, message: Message) -> Result<Handled, QueueError> {
+    if message.chat.id != target.chat_id() {
+        return Ok(Handled::Ignored("another chat"));
+    }
+    let Some(sender) = message.from.as_ref() else {
+        return Ok(Handled::Ignored("no sender"));
+    };
+    if let Some(why) = refuse_sender(target, sender) {
+        return Ok(Handled::Ignored(why));
+    }
+    let Some(text) = message
+        .text
+        .as_deref()
+        .filter(|text| !text.trim().is_empty())
+    else {
+        return Ok(Handled::Ignored("not text"));
+    };
+    let (status, content) = parse_command(text);
+    let task = correlate(target, &message, text).await?;
+    if status.is_some() && task.is_none() {
+        answer(
+            target,
+            &message,
+            "Which task? Reply to the task's message (or include its #tag) so I know.",
+        )
+        .await;
+        return Ok(Handled::Answered);
+    }
+    let source = source_of(sender);
+    match target
+        .queue
+        .record_reply(&target.name, task.as_ref(), &content, status, &source)
+        .await
+    {
+        Ok(_) => Ok(Handled::Recorded {
+            task: task.map(|task| task.id),
+            status,
+        }),
+        Err(QueueError::InvalidTransition { from, reason, .. }) => {
+            let tag = task
+                .as_ref()
+                .map(|task| task_tag(&task.id))
+                .unwrap_or_default();
+            answer(
+                target,
+                &message,
+                &format!("Task {tag} is {from}: {reason}. Nothing was changed."),
+            )
+            .await;
+            Ok(Handled::Answered)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn handle_callback(
+    target: &TelegramTarget,
+    callback: CallbackQuery,
+) -> Result<Handled, QueueError> {
+    let in_chat = callback
+        .message
+        .as_ref()
+        .is_some_and(|message| message.chat.id == target.chat_id());
+    let action = callback.data.as_deref().and_then(parse_callback);
+    if let Some(ButtonAction::Approval { approved, token }) = action {
+        // Approval buttons are sent to the owner's private chat, not the task chat.
+        let outcome = approval::handle_button(target, &callback.from, approved, &token).await;
+        acknowledge(target, &callback.id, &outcome).await;
+        return Ok(Handled::Approval);
+    }
+    if !in_chat {
+        return Ok(Handled::Ignored("button in another chat"));
+    }
+    if let Some(why) = refuse_sender(target, &callback.from) {
+        return Ok(Handled::Ignored(why));
+    }
+    let Some(ButtonAction::SetStatus { status, task_id }) = action else {
+        acknowledge(target, &callback.id, "Unknown button").await;
+        return Ok(Handled::Ignored("unknown button"));
+    };
+    let task = match target.queue.message(&task_id).await {
+        Ok(detail) if detail.message.target == target.name => detail.message,
+        Ok(_) | Err(QueueError::NotFound(_)) => {
+            acknowledge(target, &callback.id, "That task is unknown").await;
+            return Ok(Handled::Answered);
+        }
+        Err(error) => return Err(error),
+    };
+    let source = source_of(&callback.from);
+    let result = target
+        .queue
+        .record_reply(
+            &target.name,
+            Some(&task),
+            default_status_text(status),
+            Some(status),
+            &source,
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            acknowledge(
+                target,
+                &callback.id,
+                &format!("Task {} is now {status}", task_tag(&task.id)),
+            )
+            .await;
+            Ok(Handled::Recorded {
+                task: Some(task.id),
+                status: Some(status),
+            })
+        }
+        Err(QueueError::InvalidTransition { from, reason, .. }) => {
+            acknowledge(target, &callback.id, &format!("Task is {from}: {reason}")).await;
+            Ok(Handled::Answered)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Finds the task a message answers: by reply, by tag, or as the single open task.
+async fn correlate(
+    target: &TelegramTarget,
+    message: &Message,
+    text: &str,
+) -> Result<Option<MessageRecord>, QueueError> {
+    if let Some(replied) = &message.reply_to_message {
+        let reference = external_ref(replied.chat.id, replied.message_id);
+        if let Some(task) = target.queue.find_by_ref(&target.name, &reference).await? {
+            return Ok(Some(task));
+        }
+    }
+    let open = target.queue.open_tasks(&target.name).await?;
+    if let Some(tag) = find_tag(text) {
+        return Ok(open
+            .into_iter()
+            .find(|task| task.id.replace('-', "").starts_with(&tag)));
+    }
+    // Only when exactly one task is open can a plain message be about it; with two, guessing
+    // would put the answer on the wrong task.
+    Ok(match <[MessageRecord; 1]>::try_from(open) {
+        Ok([only]) => Some(only),
+        Err(_) => None,
+    })
+}
+
+fn refuse_sender(target: &TelegramTarget, sender: &User) -> Option<&'static str> {
+    if sender.is_bot {
+        return Some("a bot");
+    }
+    let allowed = &target.config.allowed_user_ids;
+    (!allowed.is_empty() && !allowed.contains(&sender.id)).then_some("a user not allowed")
+}
+
+fn source_of(sender: &User) -> String {
+    match &sender.username {
+        Some(username) => format!("telegram:@{username}"),
+        None => format!("telegram:{}", sender.first_name),
+    }
+}
+
+async fn answer(target: &TelegramTarget, message: &Message, text: &str) {
+    if let Err(error) = target
+        .api
+        .send_message(message.chat.id, text, Some(message.message_id), None)
+        .await
+    {
+        tracing::warn!(target = %target.name, error = %error, "cannot answer in the Telegram chat");
+    }
+}
+
+async fn acknowledge(target: &TelegramTarget, callback_id: &str, text: &str) {
+    if let Err(error) = target.api.answer_callback_query(callback_id, text).await {
+        tracing::warn!(target = %target.name, error = %error, "cannot answer a button tap");
+    }
+}
+
+/// Fetches one batch of updates and handles it; the offset is stored after each update, so a
+/// restart neither replays nor skips.
+pub async fn poll_once(target: &TelegramTarget) -> Result<usize, PollError> {
+    let key = offset_key(&target.name);
+    let offset = target
+        .queue
+        .transport_state(&key)
+        .await?
+        .and_then(|value| value.parse::<i64>().ok())
+        .unwrap_or(0);
+    let updates = target
+        .api
+        .get_updates(offset, target.config.poll_timeout)
+        .await?;
+    let count = updates.len();
+    for update in updates {
+        let next_offset = update.update_id + 1;
+        if let Err(error) = handle_update(target, update).await {
+            // The store failed: keep the offset, so the update comes back.
+            return Err(error.into());
+        }
+        target
+            .queue
+            .set_transport_state(&key, &next_offset.to_string())
+            .await?;
+    }
+    Ok(count)
+}
+
+/// A failed poll.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// Telegram refused or failed.
+    #[error(transparent)]
+    Telegram(#[from] TelegramError),
+    /// The store failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// The store key of a target's `getUpdates` offset.
+pub fn offset_key(target: &str) -> String {
+    format!("telegram:{target}:offset")
+}
+
+/// Long-polls for updates until `shutdown`.
+pub async fn run_polling(target: TelegramTarget, shutdown: CancellationToken) {
+    // A webhook set by an earlier run (or another tool) would make every poll a 409.
+    if let Err(error) = target.api.delete_webhook().await {
+        tracing::warn!(target = %target.name, error = %error, "cannot clear a webhook before polling");
+    }
+    let mut failures: u32 = 0;
+    loop {
+        let outcome = tokio::select! {
+            outcome = poll_once(&target) => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        let wait = match outcome {
+            Ok(_) => {
+                failures = 0;
+                continue;
+            }
+            Err(PollError::Telegram(TelegramError::Conflict(_))) => {
+                failures = failures.saturating_add(1);
+                tracing::error!(
+                    target = %target.name,
+                    "Telegram answered 409 Conflict: another instance is polling this bot, or a webhook is set; backing off"
+                );
+                backoff(failures + 4, rand::random())
+            }
+            Err(PollError::Telegram(TelegramError::RetryAfter(wait))) => wait,
+            Err(PollError::Telegram(TelegramError::Unauthorized)) => {
+                tracing::error!(target = %target.name, "the Telegram bot token was refused (401); check the token");
+                Duration::from_secs(60)
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(target = %target.name, error = %error, "Telegram poll failed; will retry");
+                backoff(failures, rand::random())
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
