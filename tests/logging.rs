@@ -6,6 +6,9 @@
 // Test code fails loudly on purpose: a panic with a message is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "it/fake_telegram.rs"]
+#[allow(dead_code)]
+mod fake_telegram;
 #[path = "it/support.rs"]
 #[allow(dead_code)]
 mod support;
@@ -45,7 +48,37 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only subscriber of this binary");
 
-    let app = spawn_app_with(|config| config.approval = ApprovalMode::Password).await;
+    // A Telegram bot too: its token sits in every Bot API URL, and reqwest errors name URLs.
+    let fake = fake_telegram::FakeTelegram::start().await;
+    fake.fail_next(
+        "sendMessage",
+        &[
+            fake_telegram::Fault::BadGatewayHtml,
+            fake_telegram::Fault::Drop,
+        ],
+    );
+    let api_base = fake.base_url.clone();
+    let app = spawn_app_with(|config| {
+        config.approval = ApprovalMode::Password;
+        let token_file = config.data_dir.join("bot-token");
+        std::fs::write(&token_file, fake_telegram::BOT_TOKEN).expect("token file");
+        config.targets = vec![nexus_gateway::config::TargetConfig {
+            name: "homelab".into(),
+            transport: nexus_gateway::config::TransportKind::Telegram,
+            description: None,
+            telegram: Some(nexus_gateway::config::TelegramConfig {
+                bot_token_file: Some(token_file),
+                bot_token_env: None,
+                chat_id: fake_telegram::TASK_CHAT,
+                allowed_user_ids: Vec::new(),
+                owner_user_id: None,
+                api_base,
+                mode: nexus_gateway::config::TelegramMode::Polling,
+                poll_timeout: std::time::Duration::from_secs(1),
+            }),
+        }];
+    })
+    .await;
     let passphrase = app.owner_passphrase.clone().expect("passphrase");
     let client = app.register_client("client_secret_post").await;
     let secret = client.client_secret.clone().expect("secret");
@@ -175,16 +208,23 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
         .as_str()
         .expect("queued")
         .to_owned();
-    let agent = app.add_agent("logger", &["homelab"]).await;
-    assert_eq!(app.agent_next(&agent, 0).await.status(), StatusCode::OK);
-    let reply = app
-        .agent_update(
-            &agent,
-            &task_id,
-            serde_json::json!({"content": "private reply text 9c1b", "status": "complete"}),
-        )
+    // The bot posts the task after a 502 and a dropped connection, then the agent replies.
+    fake.wait_for("the task is posted", |fake| !fake.sent().is_empty())
         .await;
-    assert_eq!(reply.status(), StatusCode::CREATED);
+    let posted = fake.sent()[0].message_id;
+    fake.user_says(
+        fake_telegram::TASK_CHAT,
+        fake_telegram::AGENT_USER,
+        "private reply text 9c1b",
+        Some(posted),
+    );
+    fake.wait_for(
+        "the reply is read",
+        fake_telegram::FakeTelegram::all_updates_confirmed,
+    )
+    .await;
+    let _ = task_id;
+    let agent = app.add_agent("logger", &["homelab"]).await;
     drop(app);
 
     let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
@@ -216,6 +256,8 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
         ),
         ("bearer token", bearer.as_str()),
         ("agent token", agent.as_str()),
+        ("bot token", fake_telegram::BOT_TOKEN),
+        ("bot token secret part", "TEST-token_abcdef"),
         ("task text", "private task text 7f3a"),
         ("agent reply", "private reply text 9c1b"),
         ("state", "state-value-123"),
