@@ -233,6 +233,10 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
         "the flow was logged at all"
     );
     assert!(
+        logs.contains("Telegram delivery failed; will retry"),
+        "the Telegram failures were logged"
+    );
+    assert!(
         logs.lines().count() > 50,
         "trace logging captured the requests"
     );
