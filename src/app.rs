@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ApprovalMode, Config};
 use crate::http::rate_limit::RateLimits;
+use crate::metrics::Metrics;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{AuthServer, AuthSettings};
 use crate::queue::Queue;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub agents: Agents,
     /// Targets served by Telegram bots.
     pub telegram: Arc<Vec<TelegramTarget>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ pub struct App {
     generated_owner_passphrase: Option<String>,
     // Cancelled when serving stops: ends long polls, MCP streams and the maintenance loop.
     stopping: CancellationToken,
+    internal_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -103,7 +107,8 @@ impl App {
                 .map(|target| target.name.clone())
                 .collect(),
         );
-        let telegram = Arc::new(telegram::build_targets(&config, &queue, &auth)?);
+        let metrics = Metrics::default();
+        let telegram = Arc::new(telegram::build_targets(&config, &queue, &auth, &metrics)?);
         let generated_owner_passphrase = match config.approval {
             ApprovalMode::Password => auth.ensure_owner_credential().await?,
             ApprovalMode::Auto => {
@@ -123,10 +128,12 @@ impl App {
                 queue,
                 agents,
                 telegram,
+                metrics,
             },
             extra_routes: Router::new(),
             generated_owner_passphrase,
             stopping,
+            internal_listener: None,
         })
     }
 
@@ -144,6 +151,12 @@ impl App {
     /// layer that live outside this crate's router, such as test routes).
     pub fn merge_routes(mut self, routes: Router) -> Self {
         self.extra_routes = self.extra_routes.merge(routes);
+        self
+    }
+
+    /// Serves `/metrics` and the probes on `listener` too (the internal side).
+    pub fn with_internal_listener(mut self, listener: TcpListener) -> Self {
+        self.internal_listener = Some(listener);
         self
     }
 
@@ -178,6 +191,16 @@ impl App {
             &self.state.config.public_url,
             &stopping,
         );
+        if let Some(internal) = self.internal_listener {
+            let internal_router = crate::http::internal_router(self.state.clone());
+            let internal_stop = stopping.clone();
+            tracing::info!(address = %internal.local_addr()?, "internal listener (metrics) up");
+            tokio::spawn(async move {
+                axum::serve(internal, internal_router)
+                    .with_graceful_shutdown(internal_stop.cancelled_owned())
+                    .await
+            });
+        }
         let address = listener.local_addr()?;
         tracing::info!(%address, public_url = %self.state.config.public_url, "nexus-gateway listening");
         let served = axum::serve(

@@ -34,6 +34,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Log output format.
     pub log_format: LogFormat,
+    /// A second, internal listener for `/metrics` (and the probes); off when unset. Never
+    /// expose it through the public proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_listen: Option<SocketAddr>,
     /// Authorization-server lifetimes and policies.
     pub oauth: OAuthConfig,
     /// Rate and size limits.
@@ -324,6 +328,7 @@ impl Default for Config {
             approval: ApprovalMode::Password,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Pretty,
+            internal_listen: None,
             oauth: OAuthConfig::default(),
             limits: LimitsConfig::default(),
             targets: vec![TargetConfig {
@@ -446,6 +451,7 @@ impl Config {
         let approval = reader.read("approval");
         let trusted_proxies = reader.read("trusted_proxies");
         let log_format = reader.read("log_format");
+        let internal_listen = reader.read_optional("internal_listen");
         let oauth = read_oauth(&mut reader);
         let limits = read_limits(&mut reader);
         let targets = reader.read("targets");
@@ -458,6 +464,7 @@ impl Config {
             Some(approval),
             Some(trusted_proxies),
             Some(log_format),
+            Some(internal_listen),
             Some(oauth),
             Some(limits),
             Some(targets),
@@ -469,6 +476,7 @@ impl Config {
             approval,
             trusted_proxies,
             log_format,
+            internal_listen,
             oauth,
             limits,
             targets,
@@ -484,6 +492,7 @@ impl Config {
             approval,
             trusted_proxies,
             log_format,
+            internal_listen,
             oauth,
             limits,
             targets,
@@ -735,6 +744,14 @@ impl KeyReader<'_, '_> {
                 None
             }
         }
+    }
+
+    /// Reads a key that may be absent; `Some(None)` when it is.
+    fn read_optional<T: DeserializeOwned>(&mut self, key: &str) -> Option<Option<T>> {
+        if self.figment.find_value(key).is_err() {
+            return Some(None);
+        }
+        self.read(key).map(Some)
     }
 
     fn read_duration(&mut self, key: &str) -> Option<Duration> {

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod oauth;
 pub mod queue;
 pub mod secrets;

@@ -71,9 +71,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let data_dir = config.data_dir.clone();
-    let app = App::build(config)
+    let internal = match config.internal_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (internal_listen)"))?,
+        ),
+        None => None,
+    };
+    let mut app = App::build(config)
         .await
         .context("cannot start the gateway")?;
+    if let Some(internal) = internal {
+        app = app.with_internal_listener(internal);
+    }
     if let Some(passphrase) = app.generated_owner_passphrase() {
         hand_over_passphrase(passphrase, &data_dir)?;
     }

@@ -50,9 +50,16 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         .with_max_request_body_bytes(config.limits.max_body_bytes)
         .with_cancellation_token(shutdown.child_token());
     let queue = state.queue.clone();
+    let metrics = state.metrics.clone();
     let tool_router = McpServer::router();
     let service = StreamableHttpService::new(
-        move || Ok(McpServer::new(queue.clone(), tool_router.clone())),
+        move || {
+            Ok(McpServer::new(
+                queue.clone(),
+                metrics.clone(),
+                tool_router.clone(),
+            ))
+        },
         Arc::new(NeverSessionManager::default()),
         server_config,
     );

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod mcp;
 pub mod metadata;
+pub mod metrics;
 pub mod paths;
 pub mod rate_limit;
 pub mod register;
@@ -34,6 +35,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::app::AppState;
+pub use crate::http::metrics::internal_router;
 
 /// The whole HTTP surface: public OAuth endpoints, the owner's pages, `/mcp`, the agent API,
 /// probes, and `extra` (routes mounted by the caller), under one middleware stack.
@@ -43,6 +45,7 @@ pub fn router(
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Router {
     let max_body_bytes = state.config.limits.max_body_bytes;
+    let request_metrics = state.metrics.clone();
     let request_timeout = state.config.limits.request_timeout;
 
     // Machine-readable endpoints that browser-based clients (MCP Inspector) call cross-origin.
@@ -117,9 +120,10 @@ pub fn router(
         .with_state(state)
         .merge(mcp)
         .merge(agent_api)
-        .merge(extra)
-        .layer(
-            // Read top to bottom: the first layer sees the request first.
+                .merge(extra)
+        // Inside the router's layers, so the matched route template is known.
+        .route_layer(axum::middleware::from_fn_with_state(request_metrics, metrics::count_requests))
+        .layer(// Read top to bottom: the first layer sees the request first.
             ServiceBuilder::new()
                 // A request id before anything logs, so every line of one request shares it.
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -35,6 +35,8 @@ pub const AGENT_NEXT_TASK: &str = "/agent/v1/tasks/next";
 pub const AGENT_TASK: &str = "/agent/v1/tasks/{id}";
 /// The agent API: post an update or status change.
 pub const AGENT_TASK_UPDATES: &str = "/agent/v1/tasks/{id}/updates";
+/// Prometheus metrics (internal listener only).
+pub const METRICS: &str = "/metrics";
 /// Liveness: the process answers.
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: the store answers and a key is loaded.

@@ -43,9 +43,15 @@ pub async fn token(
     };
     let client = match request.authenticate(&state).await {
         Ok(client) => client,
-        Err(response) => return response,
+        Err(response) => {
+            state
+                .metrics
+                .token_failure(ErrorCode::InvalidClient.as_str());
+            return response;
+        }
     };
     let form = &request.form;
+    let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     let outcome = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             state
@@ -79,8 +85,14 @@ pub async fn token(
         )),
     };
     match outcome {
-        Ok(tokens) => (StatusCode::OK, no_store(), Json(tokens)).into_response(),
-        Err(error) => OAuthErrorResponse::new(error, request.basic_auth_used).into_response(),
+        Ok(tokens) => {
+            state.metrics.token_issued(&grant_type);
+            (StatusCode::OK, no_store(), Json(tokens)).into_response()
+        }
+        Err(error) => {
+            state.metrics.token_failure(error.code().as_str());
+            OAuthErrorResponse::new(error, request.basic_auth_used).into_response()
+        }
     }
 }
 

@@ -4,13 +4,16 @@
 
 pub mod tools;
 
+use std::time::Duration;
+
 use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ResultType, ServerCapabilities, ServerConfig,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ResultType,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -19,12 +22,18 @@ use crate::mcp::tools::{
     CancelMessageResult, GetMessageResult, MessageIdArgs, PullUpdatesArgs, PullUpdatesResult,
     QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult, TargetCounts,
 };
+use crate::metrics::Metrics;
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::{Scope, ScopeSet};
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
 use crate::queue::{PullQuery, Queue, SendRequest, Sent};
+
+/// The longest a `pull_updates` call may wait for news.
+const MAX_PULL_WAIT_SECONDS: u32 = 50;
+/// How often a waiting `pull_updates` reports progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The scope a tool needs; `None` for a name that is not one of ours.
 pub fn required_scope(tool: &str) -> Option<Scope> {
@@ -63,13 +72,18 @@ fn unauthenticated() -> McpError {
 #[derive(Clone)]
 pub struct McpServer {
     queue: Queue,
+    metrics: Metrics,
     tool_router: ToolRouter<McpServer>,
 }
 
 impl McpServer {
     /// A handler over `queue`; `tool_router` comes from `McpServer::router()`, built once.
-    pub fn new(queue: Queue, tool_router: ToolRouter<McpServer>) -> Self {
-        Self { queue, tool_router }
+    pub fn new(queue: Queue, metrics: Metrics, tool_router: ToolRouter<McpServer>) -> Self {
+        Self {
+            queue,
+            metrics,
+            tool_router,
+        }
     }
 
     /// The tool table, built once at start and cloned into each handler.
@@ -120,7 +134,7 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
+        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Pass `wait` (seconds, up to 50) to wait for the agent instead of getting an empty list. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
         annotations(
             title = "Pull the agent's updates",
             read_only_hint = true,
@@ -130,19 +144,46 @@ impl McpServer {
     async fn pull_updates(
         &self,
         Caller(claims): Caller,
+        context: RequestContext<RoleServer>,
         Parameters(args): Parameters<PullUpdatesArgs>,
     ) -> Result<Json<PullUpdatesResult>, String> {
-        let query = PullQuery {
+        let wait =
+            Duration::from_secs(u64::from(args.wait.unwrap_or(0).min(MAX_PULL_WAIT_SECONDS)));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut query = PullQuery {
             since: args.since,
             message_id: args.message_id,
             target: args.target,
             limit: args.limit.map(i64::from),
         };
-        let pulled = self
-            .queue
-            .pull_updates(&claims.client_id, query)
-            .await
-            .map_err(tool_error)?;
+        let mut waited = 0u32;
+        let pulled = loop {
+            let pulled = self
+                .queue
+                .pull_updates(&claims.client_id, query.clone())
+                .await
+                .map_err(tool_error)?;
+            if !pulled.updates.is_empty()
+                || tokio::time::Instant::now() >= deadline
+                || context.ct.is_cancelled()
+            {
+                break pulled;
+            }
+            // Continue from where this pull ended, whatever `since` was.
+            query.since = Some(pulled.next_cursor.clone());
+            // A progress notification turns the answer into a stream: clients (and proxies)
+            // see the call is alive while the agent works.
+            if let Some(token) = context.meta.get_progress_token() {
+                waited += 1;
+                let progress = ProgressNotificationParam::new(token, f64::from(waited))
+                    .with_message("waiting for the agent");
+                let _ = context.peer.notify_progress(progress).await;
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.queue
+                .wait_for_update(remaining.min(PROGRESS_INTERVAL))
+                .await;
+        };
         Ok(Json(PullUpdatesResult {
             updates: pulled.updates.iter().map(UpdateView::from).collect(),
             next_cursor: pulled.next_cursor,
@@ -293,9 +334,18 @@ impl ServerHandler for McpServer {
                 None,
             ));
         }
-        self.tool_router
+        let tool = request.name.to_string();
+        let result = self
+            .tool_router
             .call(ToolCallContext::new(self, request, context))
-            .await
+            .await;
+        let outcome = match &result {
+            Ok(CallToolResponse::Complete(done)) if done.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(_) => "refused",
+        };
+        self.metrics.tool_call(&tool, outcome);
+        result
     }
 }
 

@@ -54,6 +54,10 @@ pub struct PullUpdatesArgs {
     /// At most this many updates (default 50, at most 200).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// When nothing new is there yet, wait up to this many seconds (at most 50) for the agent
+    /// instead of returning an empty list. Progress notifications are sent while waiting.
+    #[serde(default)]
+    pub wait: Option<u32>,
 }
 
 /// `pull_updates` result.

@@ -117,6 +117,8 @@ struct Inner {
     targets: Vec<TargetConfig>,
     // Wakes agents long-polling for work when a message is queued.
     work_queued: Notify,
+    // Wakes clients waiting in `pull_updates` when any update is recorded.
+    update_recorded: Notify,
     shutdown: CancellationToken,
 }
 
@@ -143,6 +145,7 @@ impl Queue {
                 clock,
                 targets,
                 work_queued: Notify::new(),
+                update_recorded: Notify::new(),
                 shutdown,
             }),
         }
@@ -182,6 +185,7 @@ impl Queue {
             InsertOutcome::Queued => {
                 tracing::info!(message_id = %id, target = %target, urgent = message.urgent, "message queued");
                 self.inner.work_queued.notify_waiters();
+                self.inner.update_recorded.notify_waiters();
                 Ok(Sent::Queued { id, target })
             }
             InsertOutcome::Duplicate(existing) => {
@@ -342,6 +346,7 @@ impl Queue {
                 .await?
             {
                 tracing::info!(message_id = %message.id, agent = %agent.name, "message claimed");
+                self.inner.update_recorded.notify_waiters();
                 return Ok(Some(message));
             }
             tokio::select! {
@@ -400,6 +405,15 @@ impl Queue {
         &self.inner.store
     }
 
+    /// Waits until an update may have been recorded, or `timeout` passes.
+    pub async fn wait_for_update(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.inner.update_recorded.notified()).await;
+    }
+
+    fn updates_recorded(&self) {
+        self.inner.update_recorded.notify_waiters();
+    }
+
     async fn work_queued(&self) {
         self.inner.work_queued.notified().await;
     }
@@ -418,7 +432,10 @@ impl Queue {
             .record_update(id, status, content, source, agent, self.now())
             .await?
         {
-            TransitionOutcome::Applied(applied) => Ok(*applied),
+            TransitionOutcome::Applied(applied) => {
+                self.inner.update_recorded.notify_waiters();
+                Ok(*applied)
+            }
             TransitionOutcome::NotFound => Err(QueueError::NotFound(id.to_owned())),
             TransitionOutcome::Refused(from) => Err(QueueError::InvalidTransition {
                 id: id.to_owned(),

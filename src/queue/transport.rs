@@ -86,10 +86,14 @@ impl Queue {
                 }
                 Ok(update)
             }
-            None => Ok(self
-                .store()
-                .insert_unattached_update(target, content, source, self.now())
-                .await?),
+            None => {
+                let update = self
+                    .store()
+                    .insert_unattached_update(target, content, source, self.now())
+                    .await?;
+                self.updates_recorded();
+                Ok(update)
+            }
         }
     }
 

@@ -9,6 +9,7 @@ mod fake_telegram;
 mod mcp_tools;
 mod oauth_flow;
 mod oauth_rejections;
+mod operations;
 mod owner_approval;
 mod restart;
 mod support;

@@ -34,6 +34,8 @@ pub const PROTECTED_WRITE: &str = "/test/write";
 /// A running gateway.
 pub struct TestApp {
     pub base_url: String,
+    /// The internal listener (`/metrics`).
+    pub internal_url: String,
     pub http: reqwest::Client,
     pub clock: ManualClock,
     pub auth: AuthServer,
@@ -85,7 +87,13 @@ pub async fn spawn_in(
         .expect("app builds");
     let auth = app.state().auth.clone();
     let owner_passphrase = app.generated_owner_passphrase().map(str::to_owned);
-    let app = app.merge_routes(protected_routes(&auth));
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind internal");
+    let internal_url = format!("http://{}", internal.local_addr().expect("address"));
+    let app = app
+        .merge_routes(protected_routes(&auth))
+        .with_internal_listener(internal);
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.serve(listener, shutdown.clone()));
     let http = reqwest::Client::builder()
@@ -94,6 +102,7 @@ pub async fn spawn_in(
         .expect("client");
     TestApp {
         base_url,
+        internal_url,
         http,
         clock,
         auth,

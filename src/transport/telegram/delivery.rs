@@ -123,7 +123,20 @@ pub async fn run(target: TelegramTarget, shutdown: CancellationToken) {
     let mut progress = DeliveryProgress::default();
     let mut transient_failures: u32 = 0;
     loop {
-        let wait = match deliver_one(&target, &mut progress).await {
+        let outcome = deliver_one(&target, &mut progress).await;
+        if let Ok(delivery) = &outcome {
+            let label = match delivery {
+                Delivery::Sent { .. } => Some("sent"),
+                Delivery::RetryAfter(_) => Some("retry_after"),
+                Delivery::Transient(_) => Some("transient"),
+                Delivery::Failed { .. } => Some("failed"),
+                Delivery::Idle => None,
+            };
+            if let Some(label) = label {
+                target.metrics.delivery(&target.name, label);
+            }
+        }
+        let wait = match outcome {
             Ok(Delivery::Sent { .. } | Delivery::Failed { .. }) => {
                 transient_failures = 0;
                 continue;

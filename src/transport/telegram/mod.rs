@@ -57,6 +57,8 @@ pub struct TelegramTarget {
     pub auth: AuthServer,
     /// The secret Telegram must present on webhook calls (webhook mode only).
     pub webhook_secret: Option<String>,
+    /// Where delivery attempts are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl TelegramTarget {
@@ -76,6 +78,7 @@ pub fn build_targets(
     config: &Config,
     queue: &Queue,
     auth: &AuthServer,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Vec<TelegramTarget>, SetupError> {
     let mut built: Vec<(TelegramTarget, String)> = Vec::new();
     for target in config
@@ -109,6 +112,7 @@ pub fn build_targets(
                 queue: queue.clone(),
                 auth: auth.clone(),
                 webhook_secret,
+                metrics: metrics.clone(),
             },
             token,
         ));

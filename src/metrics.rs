@@ -1,0 +1,193 @@
+//! Prometheus metrics: requests by route and status, tool calls by tool and outcome, queue
+//! depth by status, token issuance and failures, delivery attempts. Served in the text format
+//! on the internal listener only (never through the public proxy).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantLabels {
+    grant_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    target: String,
+    outcome: String,
+}
+
+/// The gateway's metrics: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    tool_calls: Family<ToolLabels, Counter>,
+    queue_depth: Family<StatusLabels, Gauge>,
+    tokens_issued: Family<GrantLabels, Counter>,
+    token_failures: Family<FailureLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Metrics(..)")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("nexus");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let tool_calls = Family::<ToolLabels, Counter>::default();
+        let queue_depth = Family::<StatusLabels, Gauge>::default();
+        let tokens_issued = Family::<GrantLabels, Counter>::default();
+        let token_failures = Family::<FailureLabels, Counter>::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template and status",
+            requests.clone(),
+        );
+        registry.register(
+            "tool_calls",
+            "MCP tool calls by tool and outcome (ok, tool_error, refused)",
+            tool_calls.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages by status (open statuses, at scrape time)",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued by grant type",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "token_failures",
+            "Token endpoint refusals by OAuth error code",
+            token_failures.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery attempts by target and outcome (sent, retry_after, transient, failed)",
+            deliveries.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                tool_calls,
+                queue_depth,
+                tokens_issued,
+                token_failures,
+                deliveries,
+            }),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a finished HTTP request.
+    pub fn request(&self, route: &str, status: u16) {
+        self.inner
+            .requests
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts a tool call.
+    pub fn tool_call(&self, tool: &str, outcome: &str) {
+        self.inner
+            .tool_calls
+            .get_or_create(&ToolLabels {
+                tool: tool.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an issued access token.
+    pub fn token_issued(&self, grant_type: &str) {
+        self.inner
+            .tokens_issued
+            .get_or_create(&GrantLabels {
+                grant_type: grant_type.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a token endpoint refusal.
+    pub fn token_failure(&self, reason: &str) {
+        self.inner
+            .token_failures
+            .get_or_create(&FailureLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a delivery attempt.
+    pub fn delivery(&self, target: &str, outcome: &str) {
+        self.inner
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                target: target.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the queue depth of one status.
+    pub fn set_queue_depth(&self, status: &str, count: i64) {
+        self.inner
+            .queue_depth
+            .get_or_create(&StatusLabels {
+                status: status.to_owned(),
+            })
+            .set(count);
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.inner.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

@@ -1,0 +1,144 @@
+//! What an operator and a waiting client see: `/metrics` on the internal listener only, and
+//! `pull_updates` waiting for the agent, streaming progress while it waits.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Lifecycle, call_tool_ok, spawn_app};
+
+#[tokio::test]
+async fn metrics_count_requests_tools_tokens_and_queue_depth_on_the_internal_listener_only() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    call_tool_ok(&client, "send_message", json!({"message": "count me"})).await;
+    call_tool_ok(&client, "queue_status", json!({})).await;
+    let _ = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "rt_nope"),
+            ("client_id", "c_nope"),
+        ])
+        .await;
+
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.internal_url))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        r#"nexus_tool_calls_total{tool="send_message",outcome="ok"} 1"#,
+        r#"nexus_tool_calls_total{tool="queue_status",outcome="ok"} 1"#,
+        r#"nexus_tokens_issued_total{grant_type="authorization_code"} 1"#,
+        r#"nexus_token_failures_total{reason="invalid_client"} 1"#,
+        r#"nexus_queue_messages{status="pending"} 1"#,
+        r#"nexus_http_requests_total{route="/token",status="200"} 1"#,
+        r#"nexus_http_requests_total{route="/mcp",status="200"}"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains("count me"), "no message text in metrics");
+    assert_eq!(
+        app.http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("public")
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.http
+            .get(format!("{}/readyz", app.internal_url))
+            .send()
+            .await
+            .expect("ready")
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_pull_returns_as_soon_as_the_agent_reports() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let sent = call_tool_ok(&client, "send_message", json!({"message": "wait for me"})).await;
+    call_tool_ok(&client, "pull_updates", json!({})).await;
+    let agent = app.add_agent("waiter", &["homelab"]).await;
+    let started = Instant::now();
+    let waiting = {
+        let client_token = token.clone();
+        let url = app.url("/mcp");
+        let http = app.http.clone();
+        tokio::spawn(async move {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pull_updates", "arguments": {"wait": 20}}});
+            http.post(url)
+                .bearer_auth(client_token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-06-18")
+                .json(&body)
+                .send()
+                .await
+                .expect("pull")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    assert_eq!(app.agent_next(&agent, 0).await.status(), StatusCode::OK);
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("answered before the wait ran out")
+        .expect("task");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let updates = reply["result"]["structuredContent"]["updates"]
+        .as_array()
+        .expect("updates")
+        .clone();
+    assert_eq!(
+        updates.first().map(|update| update["message_id"].clone()),
+        Some(sent["id"].clone())
+    );
+    assert_eq!(
+        updates.first().map(|update| update["status"].clone()),
+        Some(json!("acknowledged"))
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_pull_with_a_progress_token_streams_progress_before_the_result() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read").await;
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "pull_updates", "arguments": {"wait": 3}, "_meta": {"progressToken": "p-1"}}});
+    let response = app
+        .http
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&body)
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let stream = response.text().await.expect("stream");
+    let progress = stream
+        .find("notifications/progress")
+        .expect("a progress event");
+    let result = stream.find("\"result\"").expect("the result");
+    assert!(progress < result, "progress comes first:\n{stream}");
+    assert!(stream.contains("waiting for the agent"));
+}
