@@ -42,6 +42,8 @@ pub enum Fault {
     Drop,
     /// No fault for this call (to script a fault on a later one).
     Pass,
+    /// Answer normally, but only after this long.
+    Slow(Duration),
 }
 
 /// A message the bot sent.
@@ -260,6 +262,7 @@ async fn respond(fake: &FakeTelegram, bot: &str, method: &str, body: &[u8]) -> R
             });
             return Response::new(Body::from_stream(broken));
         }
+        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         Some(Fault::Pass) | None => {}
     }
     let params: Value = serde_json::from_slice(body).unwrap_or(Value::Null);

@@ -453,6 +453,30 @@ async fn a_failure_in_the_middle_of_a_long_task_resumes_without_reposting() {
 }
 
 #[tokio::test]
+async fn a_slow_answer_is_waited_for_and_the_task_is_posted_once() {
+    let fake = FakeTelegram::start().await;
+    let (app, _dir) = built_with_bot(&fake).await;
+    let target = &app.state().telegram[0];
+    let id = queue_task(&app, "patience", false).await;
+    fake.fail_next("sendMessage", &[Fault::Slow(Duration::from_millis(1500))]);
+    let mut progress = DeliveryProgress::default();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        deliver_one(target, &mut progress).await.expect("step"),
+        Delivery::Sent {
+            message_id: id,
+            parts: 1
+        }
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(
+        deliver_one(target, &mut progress).await.expect("step"),
+        Delivery::Idle
+    );
+    assert_eq!(fake.sent().len(), 1);
+}
+
+#[tokio::test]
 async fn permanent_refusals_mark_the_task_as_error_with_the_reason() {
     let fake = FakeTelegram::start().await;
     let (app, _dir) = built_with_bot(&fake).await;
