@@ -164,8 +164,13 @@ async function scenario(name, decision, opts) {
 
     const page = context.pages()[0] ?? (await context.newPage());
     const cspViolations = [];
+    let sawViolation;
+    const violation = new Promise((resolve) => { sawViolation = resolve; });
     page.on('console', (msg) => {
-      if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
+      if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) {
+        cspViolations.push(msg.text());
+        sawViolation(msg.text());
+      }
     });
 
     // 1. Login page.
@@ -224,6 +229,9 @@ async function scenario(name, decision, opts) {
     let timer;
     const request = await Promise.race([
       callbackRequest,
+      violation.then((text) => {
+        throw new CheckFailed(`[${name}] the browser refused to follow the ${decision} redirect: ${text}`);
+      }),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new CheckFailed(`[${name}] the browser never requested ` +
           `${REDIRECT_URI} within ${opts.timeout} ms after ${decision}; now at ${page.url()}`)), opts.timeout);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agent_api;
+mod browser;
 mod clients;
 mod dmz;
 mod fake_telegram;
