@@ -236,17 +236,9 @@ pub async fn revoke_agent(config: &Config, name: &str) -> Result<String, AdminEr
 /// `telegram check`: for every Telegram target, who the bot is, whether it can reach the
 /// chat, and how updates arrive. Fails when any target is not usable.
 pub async fn telegram_check(config: &Config) -> Result<String, AdminError> {
-    use crate::config::TransportKind;
     let mut out = String::new();
     let mut broken = 0;
-    for target in config
-        .targets
-        .iter()
-        .filter(|target| target.transport == TransportKind::Telegram)
-    {
-        let Some(telegram) = &target.telegram else {
-            continue;
-        };
+    for (target, telegram) in config.telegram_targets() {
         let _ = writeln!(
             out,
             "target `{}` (chat {}, {:?} mode)",

@@ -676,6 +676,14 @@ impl Config {
         problems
     }
 
+    /// The targets served by Telegram, with their bot settings.
+    pub fn telegram_targets(&self) -> impl Iterator<Item = (&TargetConfig, &TelegramConfig)> {
+        self.targets
+            .iter()
+            .filter(|target| target.transport == TransportKind::Telegram)
+            .filter_map(|target| target.telegram.as_ref().map(|telegram| (target, telegram)))
+    }
+
     /// The canonical URL of the MCP endpoint: the `resource` and every token's `aud`.
     pub fn mcp_resource(&self) -> String {
         self.public_url.join(crate::http::paths::MCP)

@@ -78,9 +78,29 @@ struct ConsentPage<'a> {
 /// `GET /authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // Each request parks a row in the store; registration is open, so bound the rate.
+    if let Err(wait) = state.limits.check(Limit::Authorize, ip) {
+        let page = error_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Wait a moment and try again.",
+        );
+        return with_retry_after(page, wait);
+    }
+    // Belt and braces for `auto`: the configuration already insists on a local-only gateway.
+    if state.config.approval == ApprovalMode::Auto && !ip.is_loopback() {
+        return error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Approval needed",
+            "This gateway approves automatically only for requests from this machine.",
+        );
+    }
     let request = match parse_query(query.as_deref().unwrap_or_default()) {
         Ok(request) => request,
         Err(message) => {
@@ -129,30 +149,18 @@ pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: 
         Ok(None) => return expired_page(&state),
         Err(error) => return authorize_error(&state, error),
     };
-    match state.auth.check_login_csrf(request_id, csrf).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return error_page(
-                &state,
-                StatusCode::FORBIDDEN,
-                "This form has expired",
-                "Start again from the application.",
-            );
-        }
-        Err(error) => return authorize_error(&state, error),
+    if let Err(refused) = check_login_form(&state, request_id, csrf).await {
+        return refused;
     }
     if let Err(wait) = state.limits.check(Limit::Login, ip) {
-        let mut response = login_page(
+        let page = login_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
             &view,
             csrf,
             Some("Too many attempts. Wait a moment and try again."),
         );
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return with_retry_after(page, wait);
     }
     let passphrase = form
         .get("passphrase")
@@ -298,30 +306,18 @@ pub async fn approve_in_telegram(
             "Sign in with the owner passphrase instead.",
         );
     };
-    match state.auth.check_login_csrf(request_id, csrf).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return error_page(
-                &state,
-                StatusCode::FORBIDDEN,
-                "This form has expired",
-                "Start again from the application.",
-            );
-        }
-        Err(error) => return authorize_error(&state, error),
+    if let Err(refused) = check_login_form(&state, request_id, csrf).await {
+        return refused;
     }
     // Each ask messages the owner: the login limits keep a stranger from spamming them.
     if let Err(wait) = state.limits.check(Limit::Login, ip) {
-        let mut response = error_page(
+        let page = error_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
             "Wait a moment and try again.",
         );
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return with_retry_after(page, wait);
     }
     let (token, view) = match state.auth.begin_remote_approval(request_id).await {
         Ok(Some(started)) => started,
@@ -438,6 +434,27 @@ fn parse_query(query: &str) -> Result<AuthorizationRequest, &'static str> {
         }
     }
     Ok(request)
+}
+
+/// Checks the CSRF token a login-page form carries for its parked request.
+async fn check_login_form(state: &AppState, request_id: &str, csrf: &str) -> Result<(), Response> {
+    match state.auth.check_login_csrf(request_id, csrf).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Start again from the application.",
+        )),
+        Err(error) => Err(authorize_error(state, error)),
+    }
+}
+
+fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn authorize_error(state: &AppState, error: AuthorizeError) -> Response {

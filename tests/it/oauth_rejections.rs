@@ -728,3 +728,54 @@ impl TestApp {
         self.clock.now()
     }
 }
+
+#[tokio::test]
+async fn authorization_requests_are_rate_limited_per_address() {
+    let app = spawn_app_with(|config| config.limits.register_per_minute = 3).await;
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let query = app.authorize_query(&client, &pkce, "s");
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    for _ in 0..3 {
+        assert_eq!(app.authorize(&pairs).await.status(), StatusCode::FOUND);
+    }
+    let limited = app.authorize(&pairs).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn auto_approval_refuses_a_client_that_is_not_on_this_machine() {
+    // A misconfiguration the config check refuses; the request check holds even so.
+    let app =
+        spawn_app_with(|config| config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")])
+            .await;
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let query = app.authorize_query(&client, &pkce, "s");
+    let remote = app
+        .http
+        .get(app.url("/authorize"))
+        .query(&query)
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(remote.status(), StatusCode::FORBIDDEN);
+    assert!(
+        remote.headers().get("location").is_none(),
+        "no code for a remote client"
+    );
+    let local = app
+        .http
+        .get(app.url("/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(local.status(), StatusCode::FOUND);
+}

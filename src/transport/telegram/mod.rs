@@ -12,7 +12,7 @@ pub mod receive;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TelegramConfig, TelegramMode, TransportKind};
+use crate::config::{Config, TelegramConfig, TelegramMode};
 use crate::oauth::AuthServer;
 use crate::queue::Queue;
 use crate::secrets;
@@ -81,14 +81,7 @@ pub fn build_targets(
     metrics: &crate::metrics::Metrics,
 ) -> Result<Vec<TelegramTarget>, SetupError> {
     let mut built: Vec<(TelegramTarget, String)> = Vec::new();
-    for target in config
-        .targets
-        .iter()
-        .filter(|target| target.transport == TransportKind::Telegram)
-    {
-        let Some(telegram) = &target.telegram else {
-            continue;
-        };
+    for (target, telegram) in config.telegram_targets() {
         let token = read_token(&target.name, telegram)?;
         if let Some((other, _)) = built
             .iter()
