@@ -43,11 +43,9 @@ pub async fn token(
     };
     let client = match request.authenticate(&state).await {
         Ok(client) => client,
-        Err(response) => {
-            state
-                .metrics
-                .token_failure(ErrorCode::InvalidClient.as_str());
-            return response;
+        Err(error) => {
+            state.metrics.token_failure(error.code().as_str());
+            return request.refuse(error);
         }
     };
     let form = &request.form;
@@ -115,7 +113,7 @@ pub async fn revoke(
     };
     let client = match request.authenticate(&state).await {
         Ok(client) => client,
-        Err(response) => return response,
+        Err(error) => return request.refuse(error),
     };
     match state
         .auth
@@ -213,22 +211,21 @@ impl TokenRequest {
         })
     }
 
-    async fn authenticate(&self, state: &AppState) -> Result<ClientRecord, Response> {
-        let respond = |error| OAuthErrorResponse::new(error, self.basic_auth_used).into_response();
+    async fn authenticate(&self, state: &AppState) -> Result<ClientRecord, OAuthError> {
         match &self.credentials {
-            Ok(credentials) => state
-                .auth
-                .authenticate_client(credentials)
-                .await
-                .map_err(respond),
+            Ok(credentials) => state.auth.authenticate_client(credentials).await,
             Err(OAuthError::Rejected { code, description }) => {
-                Err(respond(OAuthError::rejected(*code, description)))
+                Err(OAuthError::rejected(*code, description))
             }
-            Err(OAuthError::Internal(_)) => Err(respond(OAuthError::rejected(
+            Err(OAuthError::Internal(_)) => Err(OAuthError::rejected(
                 ErrorCode::ServerError,
                 "an internal error occurred",
-            ))),
+            )),
         }
+    }
+
+    fn refuse(&self, error: OAuthError) -> Response {
+        OAuthErrorResponse::new(error, self.basic_auth_used).into_response()
     }
 }
 
