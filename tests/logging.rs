@@ -57,26 +57,9 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
             fake_telegram::Fault::Drop,
         ],
     );
-    let api_base = fake.base_url.clone();
     let app = spawn_app_with(|config| {
         config.approval = ApprovalMode::Password;
-        let token_file = config.data_dir.join("bot-token");
-        std::fs::write(&token_file, fake_telegram::BOT_TOKEN).expect("token file");
-        config.targets = vec![nexus_gateway::config::TargetConfig {
-            name: "homelab".into(),
-            transport: nexus_gateway::config::TransportKind::Telegram,
-            description: None,
-            telegram: Some(nexus_gateway::config::TelegramConfig {
-                bot_token_file: Some(token_file),
-                bot_token_env: None,
-                chat_id: fake_telegram::TASK_CHAT,
-                allowed_user_ids: Vec::new(),
-                owner_user_id: None,
-                api_base,
-                mode: nexus_gateway::config::TelegramMode::Polling,
-                poll_timeout: std::time::Duration::from_secs(1),
-            }),
-        }];
+        support::bot_target(config, &fake, |_| {});
     })
     .await;
     let passphrase = app.owner_passphrase.clone().expect("passphrase");

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::http::error::after_reading_body;
 use crate::http::paths;
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
@@ -48,15 +49,25 @@ async fn require_agent(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_owned());
     let Some(token) = token else {
-        return unauthorized("this endpoint requires an agent token (nexus-gateway agents add)");
+        return after_reading_body(
+            request,
+            unauthorized("this endpoint requires an agent token (nexus-gateway agents add)"),
+        )
+        .await;
     };
     match state.agents.authenticate(&token).await {
         Ok(Some(agent)) => {
             request.extensions_mut().insert(agent);
             next.run(request).await
         }
-        Ok(None) => unauthorized("the agent token is unknown or revoked"),
-        Err(error) => agent_error(error),
+        Ok(None) => {
+            after_reading_body(
+                request,
+                unauthorized("the agent token is unknown or revoked"),
+            )
+            .await
+        }
+        Err(error) => after_reading_body(request, agent_error(error)).await,
     }
 }
 

@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::http::error::after_reading_body;
 use crate::http::paths;
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::{Scope, ScopeSet};
@@ -83,9 +84,13 @@ pub async fn require_bearer(
     next: Next,
 ) -> Response {
     let token = match bearer_token(request.headers()) {
-        TokenPresence::Missing => return guard.unauthorized(None),
+        TokenPresence::Missing => {
+            return after_reading_body(request, guard.unauthorized(None)).await;
+        }
         TokenPresence::Malformed => {
-            return guard.unauthorized(Some("the Authorization header is not a bearer token"));
+            let challenge =
+                guard.unauthorized(Some("the Authorization header is not a bearer token"));
+            return after_reading_body(request, challenge).await;
         }
         TokenPresence::Present(token) => token,
     };
@@ -93,15 +98,18 @@ pub async fn require_bearer(
         Ok(claims) => claims,
         Err(AccessTokenError::Rejected(reason)) => {
             tracing::debug!(reason = %reason, "bearer token rejected");
-            return guard.unauthorized(Some("the access token is invalid, expired or revoked"));
+            let challenge =
+                guard.unauthorized(Some("the access token is invalid, expired or revoked"));
+            return after_reading_body(request, challenge).await;
         }
         Err(AccessTokenError::Internal(error)) => {
             tracing::error!(error = %error, "cannot verify a bearer token");
-            return (
+            let unavailable = (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"error": "temporarily_unavailable"})),
             )
                 .into_response();
+            return after_reading_body(request, unavailable).await;
         }
     };
     let granted = ScopeSet::from_token_claim(&claims.scope);
@@ -112,7 +120,7 @@ pub async fn require_bearer(
         .filter(|scope| !granted.contains(*scope))
         .collect();
     if !missing.is_empty() {
-        return guard.insufficient_scope(&guard.required);
+        return after_reading_body(request, guard.insufficient_scope(&guard.required)).await;
     }
     tracing::debug!(client_id = %claims.client_id, jti = %claims.jti, "bearer token accepted");
     request.extensions_mut().insert::<AccessClaims>(claims);

@@ -64,6 +64,15 @@ impl IntoResponse for OAuthErrorResponse {
     }
 }
 
+/// Answers with `response` after reading (and dropping) the request body. A response sent
+/// before the body has arrived makes the server close the connection, and a client that reuses
+/// its pooled connection at that moment loses its next request (every OAuth client's first
+/// call to `/mcp` is such a 401). The body is already bounded by the body limit layer.
+pub async fn after_reading_body(request: axum::extract::Request, response: Response) -> Response {
+    let _ = axum::body::to_bytes(request.into_body(), usize::MAX).await;
+    response
+}
+
 /// A 429 answer with `Retry-After`.
 pub fn too_many_requests(retry_after_seconds: u64, description: &'static str) -> Response {
     let mut response = (

@@ -779,3 +779,65 @@ async fn auto_approval_refuses_a_client_that_is_not_on_this_machine() {
         .expect("authorize");
     assert_eq!(local.status(), StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn a_refused_request_keeps_the_connection_usable() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let app = spawn_app().await;
+    let address = app.base_url.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let mut stream = BufReader::new(stream);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let headers = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // Headers first, the body a moment later, as clients that stream bodies do: a server that
+    // answers before reading the body must still keep the connection.
+    stream
+        .get_mut()
+        .write_all(headers.as_bytes())
+        .await
+        .expect("write headers");
+    stream.get_mut().flush().await.expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stream
+        .get_mut()
+        .write_all(body.as_bytes())
+        .await
+        .expect("write body");
+    // Read the 401 completely (headers, then Content-Length bytes of body).
+    let mut status = String::new();
+    stream.read_line(&mut status).await.expect("status line");
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.expect("header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse::<usize>().expect("length");
+        }
+    }
+    let mut unread = vec![0; length];
+    stream.read_exact(&mut unread).await.expect("401 body");
+    // The same connection serves the next request: a pooled client loses nothing.
+    stream
+        .get_mut()
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut second = String::new();
+    stream
+        .read_line(&mut second)
+        .await
+        .expect("second status line");
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the connection was closed after the 401: {second:?}"
+    );
+}

@@ -536,3 +536,36 @@ pub async fn tool_names(client: &McpClient) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Makes the fake Bot API the config's only target (`homelab`), its token in a file in the data
+/// dir, polling every second; `adjust` tunes the bot settings.
+pub fn bot_target(
+    config: &mut Config,
+    fake: &crate::fake_telegram::FakeTelegram,
+    adjust: impl FnOnce(&mut nexus_gateway::config::TelegramConfig),
+) {
+    use nexus_gateway::config::{TargetConfig, TelegramConfig, TelegramMode, TransportKind};
+    let token_file = config.data_dir.join("bot-token");
+    std::fs::write(
+        &token_file,
+        format!("{}\n", crate::fake_telegram::BOT_TOKEN),
+    )
+    .expect("token file");
+    let mut telegram = TelegramConfig {
+        bot_token_file: Some(token_file),
+        bot_token_env: None,
+        chat_id: crate::fake_telegram::TASK_CHAT,
+        allowed_user_ids: Vec::new(),
+        owner_user_id: None,
+        api_base: fake.base_url.clone(),
+        mode: TelegramMode::Polling,
+        poll_timeout: std::time::Duration::from_secs(1),
+    };
+    adjust(&mut telegram);
+    config.targets = vec![TargetConfig {
+        name: "homelab".into(),
+        transport: TransportKind::Telegram,
+        description: None,
+        telegram: Some(telegram),
+    }];
+}

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use nexus_gateway::app::App;
 use nexus_gateway::clock::SystemClock;
-use nexus_gateway::config::{
-    ApprovalMode, Config, PublicUrl, TargetConfig, TelegramConfig, TelegramMode, TransportKind,
-};
+use nexus_gateway::config::{ApprovalMode, Config, PublicUrl, TelegramConfig, TelegramMode};
 use nexus_gateway::queue::message::MessageStatus;
 use nexus_gateway::queue::{SendRequest, Sent as Queued};
 use nexus_gateway::transport::telegram::api::TelegramError;
@@ -21,31 +19,9 @@ use tempfile::TempDir;
 
 use crate::fake_telegram::{AGENT_USER, BOT_TOKEN, FakeTelegram, Fault, OWNER_USER, TASK_CHAT};
 use crate::support::{
-    Lifecycle, McpClient, Pkce, TestApp, call_tool_ok, hidden_field, redirect_params,
+    Lifecycle, McpClient, Pkce, TestApp, bot_target, call_tool_ok, hidden_field, redirect_params,
     spawn_app_with, spawn_in,
 };
-
-fn bot_target(config: &mut Config, fake: &FakeTelegram, adjust: impl FnOnce(&mut TelegramConfig)) {
-    let token_file = config.data_dir.join("bot-token");
-    std::fs::write(&token_file, format!("{BOT_TOKEN}\n")).expect("token file");
-    let mut telegram = TelegramConfig {
-        bot_token_file: Some(token_file),
-        bot_token_env: None,
-        chat_id: TASK_CHAT,
-        allowed_user_ids: Vec::new(),
-        owner_user_id: None,
-        api_base: fake.base_url.clone(),
-        mode: TelegramMode::Polling,
-        poll_timeout: Duration::from_secs(1),
-    };
-    adjust(&mut telegram);
-    config.targets = vec![TargetConfig {
-        name: "homelab".into(),
-        transport: TransportKind::Telegram,
-        description: None,
-        telegram: Some(telegram),
-    }];
-}
 
 /// A served gateway whose only target is the fake bot, with its workers running.
 async fn spawn_with_bot(fake: &FakeTelegram, adjust: impl FnOnce(&mut TelegramConfig)) -> TestApp {
