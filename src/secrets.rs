@@ -41,15 +41,6 @@ pub fn constant_time_eq(left: &str, right: &str) -> bool {
     left.as_bytes().ct_eq(right.as_bytes()).into()
 }
 
-/// A short, non-reversible fingerprint for logs: the first 8 hex digits of SHA-256.
-pub fn fingerprint(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .take(4)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +65,5 @@ mod tests {
         assert!(!constant_time_eq("same", "sane"));
         assert!(!constant_time_eq("same", "same-but-longer"));
         assert_ne!(derive("x", &["a", "b"]), derive("x", &["ab"]));
-        assert_eq!(fingerprint("secret").len(), 8);
     }
 }
