@@ -289,10 +289,8 @@ impl Queue {
         let current_task = self
             .inner
             .store
-            .open_messages(target.as_deref())
-            .await?
-            .into_iter()
-            .find(|message| message.status == MessageStatus::InProgress);
+            .current_in_progress(target.as_deref())
+            .await?;
         Ok(QueueSnapshot {
             per_target,
             total_updates: self.inner.store.count_updates().await?,

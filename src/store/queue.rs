@@ -400,6 +400,23 @@ impl Store {
             .collect()
     }
 
+    /// The longest-running message in progress, optionally for one target (one indexed row,
+    /// however deep the queue).
+    pub async fn current_in_progress(
+        &self,
+        target: Option<&str>,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM messages WHERE status = 'in_progress' AND (? IS NULL OR target = ?)
+             ORDER BY started_at, rowid LIMIT 1",
+        )
+        .bind(target)
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| message_from_row(&row)).transpose()
+    }
+
     /// Open messages, oldest first, optionally for one target.
     pub async fn open_messages(
         &self,
