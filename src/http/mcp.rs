@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -113,7 +114,7 @@ async fn check_request(State(guard): State<BearerGuard>, request: Request, next:
             "Invalid Request: not a JSON-RPC 2.0 message",
         );
     }
-    if serde_json::from_value::<ClientJsonRpcMessage>(message.clone()).is_err() {
+    if ClientJsonRpcMessage::deserialize(&message).is_err() {
         return json_rpc_error(
             id,
             INVALID_PARAMS,

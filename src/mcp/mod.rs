@@ -4,6 +4,7 @@
 
 pub mod tools;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
@@ -73,12 +74,13 @@ fn unauthenticated() -> McpError {
 pub struct McpServer {
     queue: Queue,
     metrics: Metrics,
-    tool_router: ToolRouter<McpServer>,
+    // Built once at start; each stateless request's handler shares it.
+    tool_router: Arc<ToolRouter<McpServer>>,
 }
 
 impl McpServer {
     /// A handler over `queue`; `tool_router` comes from `McpServer::router()`, built once.
-    pub fn new(queue: Queue, metrics: Metrics, tool_router: ToolRouter<McpServer>) -> Self {
+    pub fn new(queue: Queue, metrics: Metrics, tool_router: Arc<ToolRouter<McpServer>>) -> Self {
         Self {
             queue,
             metrics,
@@ -87,8 +89,8 @@ impl McpServer {
     }
 
     /// The tool table, built once at start and cloned into each handler.
-    pub fn router() -> ToolRouter<McpServer> {
-        Self::tool_router()
+    pub fn router() -> Arc<ToolRouter<McpServer>> {
+        Arc::new(Self::tool_router())
     }
 }
 

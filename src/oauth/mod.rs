@@ -111,7 +111,8 @@ struct Inner {
     clock: SharedClock,
     settings: AuthSettings,
     // Held only for a clone or a swap, never across an await.
-    keys: RwLock<KeyRing>,
+    // Swapped whole on reload; readers clone the Arc, never the ring.
+    keys: RwLock<Arc<KeyRing>>,
     last_key_reload: Mutex<UnixSeconds>,
     // argon2id takes ~19 MiB and tens of milliseconds per check: bound how many run at once,
     // so a flood of logins cannot exhaust memory or the blocking pool.
@@ -152,7 +153,7 @@ impl AuthServer {
                 store,
                 clock,
                 settings,
-                keys: RwLock::new(keys),
+                keys: RwLock::new(Arc::new(keys)),
                 last_key_reload: Mutex::new(now),
                 passphrase_checks: tokio::sync::Semaphore::new(2),
             }),
@@ -174,9 +175,10 @@ impl AuthServer {
         self.key_ring().jwks().clone()
     }
 
-    /// Whether the store answers and a signing key is loaded; for readiness.
+    /// Whether the store answers; for readiness. (A signing key is loaded by construction: an
+    /// `AuthServer` cannot open without one.)
     pub async fn is_ready(&self) -> bool {
-        self.inner.store.ping().await.is_ok() && !self.key_ring().signing_kid().is_empty()
+        self.inner.store.ping().await.is_ok()
     }
 
     /// Verifies a bearer access token: signature, type, issuer, audience, lifetime, and
@@ -227,7 +229,7 @@ impl AuthServer {
         Ok(removed)
     }
 
-    fn key_ring(&self) -> KeyRing {
+    fn key_ring(&self) -> Arc<KeyRing> {
         // A poisoned lock only means a panic elsewhere mid-swap; the ring inside is whole.
         match self.inner.keys.read() {
             Ok(keys) => keys.clone(),
@@ -246,8 +248,8 @@ impl AuthServer {
     async fn reload_keys(&self, now: UnixSeconds) -> Result<(), OAuthError> {
         if let Some(ring) = load_key_ring(&self.inner.store, now).await? {
             match self.inner.keys.write() {
-                Ok(mut keys) => *keys = ring,
-                Err(poisoned) => *poisoned.into_inner() = ring,
+                Ok(mut keys) => *keys = Arc::new(ring),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(ring),
             }
         }
         Ok(())
