@@ -5,13 +5,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::clock::{SystemClock, UnixSeconds};
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{AuthServer, AuthSettings};
 use crate::queue::agents::Agents;
 use crate::queue::error::QueueError;
+use crate::queue::rfc3339;
 use crate::store::Store;
 
 /// A failed admin command, with a message for the operator.
@@ -328,8 +329,4 @@ pub fn describe_config(config: &Config) -> String {
         config.data_dir.display(),
         config.approval.as_str()
     )
-}
-
-fn rfc3339(at: UnixSeconds) -> String {
-    crate::queue::rfc3339(at)
 }

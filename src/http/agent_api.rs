@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::http::bearer::{TokenPresence, bearer_token};
 use crate::http::error::after_reading_body;
 use crate::http::paths;
 use crate::queue::error::QueueError;
@@ -41,14 +42,7 @@ async fn require_agent(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
-    let Some(token) = token else {
+    let TokenPresence::Present(token) = bearer_token(request.headers()) else {
         return after_reading_body(
             request,
             unauthorized("this endpoint requires an agent token (nexus-gateway agents add)"),

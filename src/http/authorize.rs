@@ -84,13 +84,7 @@ pub async fn authorize(
 ) -> Response {
     // Each request parks a row in the store; registration is open, so bound the rate.
     if let Err(wait) = state.limits.check(Limit::Authorize, ip) {
-        let page = error_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Wait a moment and try again.",
-        );
-        return with_retry_after(page, wait);
+        return too_many_requests(&state, wait);
     }
     // Belt and braces for `auto`: the configuration already insists on a local-only gateway.
     if state.config.approval == ApprovalMode::Auto && !ip.is_loopback() {
@@ -311,13 +305,7 @@ pub async fn approve_in_telegram(
     }
     // Each ask messages the owner: the login limits keep a stranger from spamming them.
     if let Err(wait) = state.limits.check(Limit::Login, ip) {
-        let page = error_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Wait a moment and try again.",
-        );
-        return with_retry_after(page, wait);
+        return too_many_requests(&state, wait);
     }
     let (token, view) = match state.auth.begin_remote_approval(request_id).await {
         Ok(Some(started)) => started,
@@ -448,6 +436,18 @@ async fn check_login_form(state: &AppState, request_id: &str, csrf: &str) -> Res
         )),
         Err(error) => Err(authorize_error(state, error)),
     }
+}
+
+fn too_many_requests(state: &AppState, wait: std::time::Duration) -> Response {
+    with_retry_after(
+        error_page(
+            state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Wait a moment and try again.",
+        ),
+        wait,
+    )
 }
 
 fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {

@@ -127,13 +127,15 @@ pub async fn require_bearer(
     next.run(request).await
 }
 
-enum TokenPresence {
+/// What the `Authorization` header holds; shared with the agent API's guard.
+pub(crate) enum TokenPresence {
     Missing,
     Malformed,
     Present(String),
 }
 
-fn bearer_token(headers: &HeaderMap) -> TokenPresence {
+/// Reads a single `Authorization: Bearer <token68>` header.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> TokenPresence {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return TokenPresence::Missing;

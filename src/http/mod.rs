@@ -155,6 +155,15 @@ pub fn router(
         )
 }
 
+/// Whether the request's `Content-Type` is `media_type` (parameters such as charset ignored).
+pub(crate) fn has_media_type(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|found| found.trim().eq_ignore_ascii_case(media_type))
+}
+
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)

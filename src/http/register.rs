@@ -4,12 +4,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{OAuthErrorResponse, no_store, payload_too_large, too_many_requests};
+use crate::http::has_media_type;
 use crate::http::rate_limit::Limit;
 use crate::oauth::client::RegistrationRequest;
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -44,12 +45,7 @@ pub async fn register(
         }
         Err(_) => return metadata_error("the request body could not be read"),
     };
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if !has_media_type(&headers, "application/json") {
         return metadata_error("the registration must be sent as application/json");
     }
     let request: RegistrationRequest = match serde_json::from_slice(&body) {

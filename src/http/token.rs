@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{OAuthErrorResponse, no_store, payload_too_large, too_many_requests};
+use crate::http::has_media_type;
 use crate::http::rate_limit::Limit;
 use crate::oauth::ClientCredentials;
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -145,16 +146,7 @@ impl TokenRequest {
             }
             Err(_) => return Err(invalid("the request body could not be read")),
         };
-        let is_form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|media_type| {
-                media_type
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !has_media_type(headers, "application/x-www-form-urlencoded") {
             return Err(invalid(
                 "the request must be sent as application/x-www-form-urlencoded",
             ));
