@@ -6,6 +6,7 @@
 
 mod agent_api;
 mod browser;
+mod cli;
 mod clients;
 mod dmz;
 mod fake_telegram;

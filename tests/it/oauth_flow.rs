@@ -495,3 +495,45 @@ async fn metadata_documents_match_what_clients_check() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_key_rotated_by_the_cli_is_picked_up_by_the_running_gateway() {
+    let app = spawn_app().await;
+    let (_, before) = app.tokens_for_new_client().await;
+    let old_kid = jsonwebtoken::decode_header(before["access_token"].as_str().expect("t"))
+        .expect("header")
+        .kid;
+    // `keys rotate` and `tokens issue` run in their own process, on the same SQLite file.
+    nexus_gateway::admin::rotate_keys(&app.config)
+        .await
+        .expect("rotated");
+    let output =
+        nexus_gateway::admin::issue_token(&app.config, "after-rotation", "tasks:read", "1d")
+            .await
+            .expect("issued");
+    let cli_token = output.lines().next().expect("token").to_owned();
+    let new_kid = jsonwebtoken::decode_header(&cli_token).expect("header").kid;
+    assert_ne!(old_kid, new_kid);
+    // The server learns an unknown kid from the store (at most every 10 s, so random kids
+    // cannot make every request a database read).
+    app.clock.advance(11);
+    assert_eq!(
+        app.call_protected(PROTECTED, &cli_token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call_protected(PROTECTED, before["access_token"].as_str().expect("t"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // And its own periodic maintenance makes it sign with the new key.
+    app.auth.run_maintenance().await.expect("maintenance");
+    let (_, after) = app.tokens_for_new_client().await;
+    assert_eq!(
+        jsonwebtoken::decode_header(after["access_token"].as_str().expect("t"))
+            .expect("header")
+            .kid,
+        new_kid
+    );
+}

@@ -812,3 +812,71 @@ async fn telegram_check_reports_the_bot_the_chat_and_problems() {
         "the token is never printed"
     );
 }
+
+#[tokio::test]
+async fn an_approval_in_telegram_expires_after_five_minutes() {
+    let fake = FakeTelegram::start().await;
+    let app = spawn_app_with(|config| {
+        config.approval = ApprovalMode::Password;
+        bot_target(config, &fake, |telegram| {
+            telegram.owner_user_id = Some(OWNER_USER)
+        });
+    })
+    .await;
+    let registered = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let query = app.authorize_query(&registered, &pkce, "st");
+    let login = app
+        .http
+        .get(app.url("/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("html");
+    let form = [
+        ("request_id", hidden_field(&login, "request_id")),
+        ("csrf", hidden_field(&login, "csrf")),
+    ];
+    let asked = app
+        .http
+        .post(app.url("/authorize/telegram"))
+        .form(&form)
+        .send()
+        .await
+        .expect("ask");
+    assert_eq!(asked.status(), StatusCode::OK);
+    let message = fake
+        .sent()
+        .into_iter()
+        .rfind(|sent| sent.chat_id == OWNER_USER)
+        .expect("the owner was asked");
+    let approve = message.request["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .expect("data")
+        .to_owned();
+
+    app.clock.advance(5 * 60 + 1);
+    fake.user_taps(OWNER_USER, OWNER_USER, message.message_id, &approve);
+    fake.wait_for("the late tap is answered", |fake| {
+        !fake.callback_answers().is_empty()
+    })
+    .await;
+    assert_eq!(
+        fake.callback_answers()[0].1,
+        "This request has expired or was already answered"
+    );
+    let wait_url = format!(
+        "/authorize/telegram/wait?request_id={}&csrf={}",
+        form[0].1, form[1].1
+    );
+    let waited = app.http.get(app.url(&wait_url)).send().await.expect("wait");
+    assert_eq!(
+        waited.status(),
+        StatusCode::BAD_REQUEST,
+        "an expired approval never turns into a code"
+    );
+    assert!(waited.headers().get("location").is_none());
+}

@@ -1,0 +1,131 @@
+//! The binary as an operator runs it: configuration from a file and `NEXUS_*` variables (set on
+//! the child process, never on the test's own), every problem reported with its key path and
+//! exit code 2, and an admin command's refusal.
+
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+fn gateway(args: &[&str], env: &[(&str, &str)], dir: &TempDir) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-gateway"));
+    command
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG");
+    // Only the variables this test sets: nothing from the developer's shell leaks in.
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("NEXUS_")) {
+        command.env_remove(name);
+    }
+    command
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn environment_variables_override_the_file_including_nested_keys() {
+    let dir = TempDir::new().expect("dir");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "public_url = \"https://from-file.example\"\n",
+    )
+    .expect("config");
+    let output = gateway(
+        &["--config", "gateway.toml", "config", "check"],
+        &[
+            ("NEXUS_PUBLIC_URL", "https://mcp.example.com"),
+            ("NEXUS_OAUTH__ACCESS_TOKEN_TTL", "2h"),
+            ("NEXUS_APPROVAL", "password"),
+        ],
+        &dir,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("public_url  https://mcp.example.com"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mcp         https://mcp.example.com/mcp"),
+        "{stdout}"
+    );
+    // A nested override with a bad value is reported under its dotted path.
+    let bad = gateway(
+        &["config", "check"],
+        &[("NEXUS_OAUTH__CODE_TTL", "soon")],
+        &dir,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("oauth.code_ttl"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
+fn an_invalid_configuration_names_every_problem_and_exits_2() {
+    let dir = TempDir::new().expect("dir");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "listen = \"nowhere\"\npublic_url = \"https://x.example/mcp\"\ncolour = \"blue\"\n[oauth]\ncode_ttl = \"soon\"\n",
+    )
+    .expect("config");
+    let output = gateway(&["--config", "bad.toml", "serve"], &[], &dir);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in ["listen:", "public_url:", "colour:", "oauth.code_ttl:"] {
+        assert!(stderr.contains(key), "no line for {key} in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("invalid configuration (4 problem(s))"),
+        "{stderr}"
+    );
+    let missing = gateway(&["--config", "missing.toml", "serve"], &[], &dir);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("missing.toml does not exist"));
+    let exposed_auto = gateway(
+        &["config", "check"],
+        &[("NEXUS_APPROVAL", "auto"), ("NEXUS_LISTEN", "0.0.0.0:8080")],
+        &dir,
+    );
+    assert_eq!(exposed_auto.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&exposed_auto.stderr).contains("approval: `auto`"));
+}
+
+#[test]
+fn admin_commands_refuse_bad_input_with_a_message_and_a_failure_code() {
+    let dir = TempDir::new().expect("dir");
+    let data = dir.path().join("data");
+    let data_dir = data.to_str().expect("utf-8");
+    let short = Command::new(env!("CARGO_BIN_EXE_nexus-gateway"))
+        .args(["owner", "set-password", "--stdin"])
+        .env("NEXUS_DATA_DIR", data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"too short\n")?;
+            child.wait_with_output()
+        })
+        .expect("runs");
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12 characters"));
+    let scope = gateway(
+        &["tokens", "issue", "--name", "x", "--scope", "tasks:admin"],
+        &[("NEXUS_DATA_DIR", data_dir)],
+        &dir,
+    );
+    assert_eq!(scope.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&scope.stderr).contains("unknown scope `tasks:admin`"));
+}
