@@ -163,14 +163,7 @@ async fn fifty_concurrent_identical_sends_queue_exactly_one_message() {
     // Fifty independent HTTP requests in flight at once: the server sees real concurrency.
     let sends: Vec<_> = (0..50)
         .map(|_| {
-            let request = app
-                .http
-                .post(app.url("/mcp"))
-                .bearer_auth(&token)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-06-18")
-                .body(body.clone());
+            let request = app.mcp_request().bearer_auth(&token).body(body.clone());
             tokio::spawn(async move {
                 request
                     .send()
@@ -458,55 +451,27 @@ async fn a_foreign_host_or_origin_is_refused() {
     let app = spawn_app().await;
     let token = app.access_token(BOTH_SCOPES).await;
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    let post = |origin: Option<&str>, host: Option<&str>| {
-        let mut request = app
-            .http
-            .post(app.url("/mcp"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .body(list);
+    let cases = [
+        (None, None, StatusCode::OK),
+        (Some("https://evil.example"), None, StatusCode::FORBIDDEN),
+        (None, Some("evil.example"), StatusCode::FORBIDDEN),
+        (Some("https://claude.ai"), None, StatusCode::OK),
+        (Some(app.base_url.as_str()), None, StatusCode::OK),
+    ];
+    for (origin, host, expected) in cases {
+        let mut request = app.mcp_request().bearer_auth(&token).body(list);
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
         if let Some(host) = host {
             request = request.header("host", host);
         }
-        request.send()
-    };
-    assert_eq!(
-        post(None, None).await.expect("request").status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        post(Some("https://evil.example"), None)
-            .await
-            .expect("request")
-            .status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        post(None, Some("evil.example"))
-            .await
-            .expect("request")
-            .status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        post(Some("https://claude.ai"), None)
-            .await
-            .expect("request")
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        post(Some(&app.base_url), None)
-            .await
-            .expect("request")
-            .status(),
-        StatusCode::OK
-    );
+        assert_eq!(
+            request.send().await.expect("request").status(),
+            expected,
+            "origin {origin:?}, host {host:?}"
+        );
+    }
 }
 
 #[tokio::test]

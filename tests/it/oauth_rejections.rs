@@ -204,15 +204,7 @@ async fn wrong_verifier_is_invalid_grant_and_a_missing_one_is_invalid_request() 
 #[tokio::test]
 async fn code_reuse_is_refused_and_revokes_what_the_code_issued() {
     let app = spawn_app().await;
-    let client = app.register_client("none").await;
-    let pkce = Pkce::new();
-    let code = app.obtain_code(&client, &pkce).await;
-    let first: Value = app
-        .exchange(&client, &code, &pkce)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let (client, pkce, code, first) = app.redeemed_code().await;
     assert_oauth_error(
         app.exchange(&client, &code, &pkce).await,
         StatusCode::BAD_REQUEST,
@@ -237,15 +229,7 @@ async fn code_reuse_is_refused_and_revokes_what_the_code_issued() {
 #[tokio::test]
 async fn a_leaked_code_without_its_verifier_cannot_revoke_the_grant() {
     let app = spawn_app().await;
-    let client = app.register_client("none").await;
-    let pkce = Pkce::new();
-    let code = app.obtain_code(&client, &pkce).await;
-    let first: Value = app
-        .exchange(&client, &code, &pkce)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let (client, _, code, first) = app.redeemed_code().await;
     // Someone who saw the code in a log replays it, but has no verifier.
     assert_oauth_error(
         app.exchange(&client, &code, &Pkce::new()).await,

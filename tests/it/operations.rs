@@ -77,17 +77,10 @@ async fn a_waiting_pull_returns_as_soon_as_the_agent_reports() {
     let agent = app.add_agent("waiter", &["homelab"]).await;
     let started = Instant::now();
     let waiting = {
-        let client_token = token.clone();
-        let url = app.url("/mcp");
-        let http = app.http.clone();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pull_updates", "arguments": {"wait": 20}}});
+        let request = app.mcp_request().bearer_auth(&token).json(&body);
         tokio::spawn(async move {
-            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pull_updates", "arguments": {"wait": 20}}});
-            http.post(url)
-                .bearer_auth(client_token)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-06-18")
-                .json(&body)
+            request
                 .send()
                 .await
                 .expect("pull")
@@ -123,12 +116,8 @@ async fn a_waiting_pull_with_a_progress_token_streams_progress_before_the_result
     let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
         "params": {"name": "pull_updates", "arguments": {"wait": 3}, "_meta": {"progressToken": "p-1"}}});
     let response = app
-        .http
-        .post(app.url("/mcp"))
+        .mcp_request()
         .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
         .json(&body)
         .send()
         .await

@@ -303,6 +303,17 @@ impl TestApp {
         .await
     }
 
+    /// A public client, its PKCE pair, a code it redeemed, and the tokens the code gave.
+    pub async fn redeemed_code(&self) -> (TestClient, Pkce, String, Value) {
+        let client = self.register_client("none").await;
+        let pkce = Pkce::new();
+        let code = self.obtain_code(&client, &pkce).await;
+        let response = self.exchange(&client, &code, &pkce).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let tokens = response.json().await.expect("token json");
+        (client, pkce, code, tokens)
+    }
+
     /// The whole public-client dance: register, authorize, exchange.
     pub async fn tokens_for_new_client(&self) -> (TestClient, Value) {
         let client = self.register_client("none").await;
@@ -447,15 +458,18 @@ impl TestApp {
         }
     }
 
-    /// Posts a raw JSON-RPC message to `/mcp`, as a 2025-06-18 client would.
-    pub async fn mcp_post(&self, token: Option<&str>, body: &str) -> reqwest::Response {
-        let mut request = self
-            .http
+    /// A POST to `/mcp` with the headers a 2025-06-18 client sends (add a token and a body).
+    pub fn mcp_request(&self) -> reqwest::RequestBuilder {
+        self.http
             .post(self.url("/mcp"))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2025-06-18")
-            .body(body.to_owned());
+    }
+
+    /// Posts a raw JSON-RPC message to `/mcp`, as a 2025-06-18 client would.
+    pub async fn mcp_post(&self, token: Option<&str>, body: &str) -> reqwest::Response {
+        let mut request = self.mcp_request().body(body.to_owned());
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -656,64 +656,101 @@ async fn webhook_calls_need_the_secret_in_constant_time() {
     );
 }
 
-#[tokio::test]
-async fn the_owner_approves_or_denies_access_in_telegram() {
-    let fake = FakeTelegram::start().await;
-    let app = spawn_app_with(|config| {
+/// A gateway in password mode whose bot asks the owner to approve.
+async fn spawn_with_owner_bot(fake: &FakeTelegram) -> TestApp {
+    spawn_app_with(|config| {
         config.approval = ApprovalMode::Password;
-        bot_target(config, &fake, |telegram| {
+        bot_target(config, fake, |telegram| {
             telegram.owner_user_id = Some(OWNER_USER)
         });
     })
-    .await;
+    .await
+}
+
+/// What choosing "Approve in Telegram" produced.
+struct AskedOwner {
+    registered: crate::support::TestClient,
+    pkce: Pkce,
+    /// The message the owner was sent.
+    asked: crate::fake_telegram::Sent,
+    /// The page the browser refreshes while it waits.
+    wait_url: String,
+}
+
+impl crate::fake_telegram::Sent {
+    /// The callback data of the `index`-th button of the first row.
+    fn button(&self, index: usize) -> String {
+        self.request["reply_markup"]["inline_keyboard"][0][index]["callback_data"]
+            .as_str()
+            .expect("data")
+            .to_owned()
+    }
+}
+
+/// Starts an authorization as a browser would and chooses "Approve in Telegram instead".
+async fn ask_owner_in_telegram(app: &TestApp, fake: &FakeTelegram) -> AskedOwner {
+    let registered = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let query = app.authorize_query(&registered, &pkce, "st");
+    let login = app
+        .http
+        .get(app.url("/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("html");
+    assert!(login.contains("Approve in Telegram instead"));
+    let form = [
+        ("request_id", hidden_field(&login, "request_id")),
+        ("csrf", hidden_field(&login, "csrf")),
+    ];
+    let waiting = app
+        .http
+        .post(app.url("/authorize/telegram"))
+        .form(&form)
+        .send()
+        .await
+        .expect("ask");
+    assert_eq!(waiting.status(), StatusCode::OK);
+    let waiting = waiting.text().await.expect("html");
+    assert!(waiting.contains("Check Telegram") && waiting.contains("http-equiv=\"refresh\""));
+    let asked = fake
+        .sent()
+        .into_iter()
+        .rfind(|sent| sent.chat_id == OWNER_USER)
+        .expect("the owner was asked");
+    let wait_url = format!(
+        "/authorize/telegram/wait?request_id={}&csrf={}",
+        form[0].1, form[1].1
+    );
+    AskedOwner {
+        registered,
+        pkce,
+        asked,
+        wait_url,
+    }
+}
+
+#[tokio::test]
+async fn the_owner_approves_or_denies_access_in_telegram() {
+    let fake = FakeTelegram::start().await;
+    let app = spawn_with_owner_bot(&fake).await;
     for (approve, expected) in [(false, "access_denied"), (true, "code")] {
-        let registered = app.register_client("none").await;
-        let pkce = Pkce::new();
-        let query = app.authorize_query(&registered, &pkce, "st");
-        let login = app
-            .http
-            .get(app.url("/authorize"))
-            .query(&query)
-            .send()
-            .await
-            .expect("authorize")
-            .text()
-            .await
-            .expect("html");
-        assert!(login.contains("Approve in Telegram instead"));
-        let form = [
-            ("request_id", hidden_field(&login, "request_id")),
-            ("csrf", hidden_field(&login, "csrf")),
-        ];
-        let waiting = app
-            .http
-            .post(app.url("/authorize/telegram"))
-            .form(&form)
-            .send()
-            .await
-            .expect("ask");
-        assert_eq!(waiting.status(), StatusCode::OK);
-        let waiting = waiting.text().await.expect("html");
-        assert!(waiting.contains("Check Telegram") && waiting.contains("http-equiv=\"refresh\""));
-        let asked = fake
-            .sent()
-            .into_iter()
-            .rfind(|sent| sent.chat_id == OWNER_USER)
-            .expect("the owner was asked");
+        let AskedOwner {
+            registered,
+            pkce,
+            asked,
+            wait_url,
+        } = ask_owner_in_telegram(&app, &fake).await;
         assert!(
             asked.text.contains("Test Client") && asked.text.contains("client.example"),
             "{}",
             asked.text
         );
-        let keyboard = &asked.request["reply_markup"]["inline_keyboard"][0];
-        let data = keyboard[if approve { 0 } else { 1 }]["callback_data"]
-            .as_str()
-            .expect("data")
-            .to_owned();
-        let wait_url = format!(
-            "/authorize/telegram/wait?request_id={}&csrf={}",
-            form[0].1, form[1].1
-        );
+        let data = asked.button(if approve { 0 } else { 1 });
 
         // Someone else in a chat with the bot cannot answer for the owner.
         let answers = fake.callback_answers().len();
@@ -816,50 +853,14 @@ async fn telegram_check_reports_the_bot_the_chat_and_problems() {
 #[tokio::test]
 async fn an_approval_in_telegram_expires_after_five_minutes() {
     let fake = FakeTelegram::start().await;
-    let app = spawn_app_with(|config| {
-        config.approval = ApprovalMode::Password;
-        bot_target(config, &fake, |telegram| {
-            telegram.owner_user_id = Some(OWNER_USER)
-        });
-    })
-    .await;
-    let registered = app.register_client("none").await;
-    let pkce = Pkce::new();
-    let query = app.authorize_query(&registered, &pkce, "st");
-    let login = app
-        .http
-        .get(app.url("/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize")
-        .text()
-        .await
-        .expect("html");
-    let form = [
-        ("request_id", hidden_field(&login, "request_id")),
-        ("csrf", hidden_field(&login, "csrf")),
-    ];
-    let asked = app
-        .http
-        .post(app.url("/authorize/telegram"))
-        .form(&form)
-        .send()
-        .await
-        .expect("ask");
-    assert_eq!(asked.status(), StatusCode::OK);
-    let message = fake
-        .sent()
-        .into_iter()
-        .rfind(|sent| sent.chat_id == OWNER_USER)
-        .expect("the owner was asked");
-    let approve = message.request["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
-        .as_str()
-        .expect("data")
-        .to_owned();
+    let app = spawn_with_owner_bot(&fake).await;
+    let AskedOwner {
+        asked, wait_url, ..
+    } = ask_owner_in_telegram(&app, &fake).await;
+    let approve = asked.button(0);
 
     app.clock.advance(5 * 60 + 1);
-    fake.user_taps(OWNER_USER, OWNER_USER, message.message_id, &approve);
+    fake.user_taps(OWNER_USER, OWNER_USER, asked.message_id, &approve);
     fake.wait_for("the late tap is answered", |fake| {
         !fake.callback_answers().is_empty()
     })
@@ -867,10 +868,6 @@ async fn an_approval_in_telegram_expires_after_five_minutes() {
     assert_eq!(
         fake.callback_answers()[0].1,
         "This request has expired or was already answered"
-    );
-    let wait_url = format!(
-        "/authorize/telegram/wait?request_id={}&csrf={}",
-        form[0].1, form[1].1
     );
     let waited = app.http.get(app.url(&wait_url)).send().await.expect("wait");
     assert_eq!(
