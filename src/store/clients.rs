@@ -18,8 +18,6 @@ pub struct ClientRecord {
     pub redirect_uris: Vec<String>,
     /// `none`, `client_secret_post` or `client_secret_basic`.
     pub auth_method: String,
-    /// The registered metadata, as echoed at registration.
-    pub metadata: serde_json::Value,
     /// When it registered.
     pub created_at: UnixSeconds,
     /// When the owner first approved it.
@@ -118,14 +116,14 @@ impl Store {
 fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord, StoreError> {
     let corrupt = |error: serde_json::Error| StoreError::Corrupt(format!("client row: {error}"));
     let redirect_uris: String = row.try_get("redirect_uris")?;
-    let metadata: String = row.try_get("metadata")?;
+
     Ok(ClientRecord {
         id: row.try_get("id")?,
         secret_hash: row.try_get("secret_hash")?,
         name: row.try_get("name")?,
         redirect_uris: serde_json::from_str(&redirect_uris).map_err(corrupt)?,
         auth_method: row.try_get("auth_method")?,
-        metadata: serde_json::from_str(&metadata).map_err(corrupt)?,
+
         created_at: row.try_get("created_at")?,
         authorized_at: row.try_get("authorized_at")?,
         last_used_at: row.try_get("last_used_at")?,
