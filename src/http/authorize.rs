@@ -116,11 +116,7 @@ pub async fn authorize(
             Err(error) => authorize_error(&state, error),
         };
     }
-    let view = match state.auth.consent_view(&pending.request_id).await {
-        Ok(Some(view)) => view,
-        Ok(None) => return expired_page(&state),
-        Err(error) => return authorize_error(&state, error),
-    };
+    let view = pending.view;
     match live_session(&state, &headers).await {
         Some(session) => consent_page(&state, &view, &session),
         None => login_page(&state, StatusCode::OK, &view, &pending.login_csrf, None),

@@ -46,6 +46,8 @@ pub struct PendingAuthorization {
     pub request_id: String,
     /// The login form's CSRF token (stored only hashed).
     pub login_csrf: String,
+    /// What the login and consent pages show about it.
+    pub view: ConsentView,
 }
 
 /// What the consent page shows about a parked request.
@@ -180,6 +182,14 @@ impl AuthServer {
         let now = self.now();
         let request_id = secrets::random_id("ar_");
         let login_csrf = secrets::random_token();
+        let view = ConsentView {
+            request_id: request_id.clone(),
+            client_name: client.name,
+            client_id: client.id.clone(),
+            redirect_host: redirect_host(&redirect_uri),
+            redirect_uri: redirect_uri.clone(),
+            scopes: scope.clone(),
+        };
         self.store()
             .insert_authorization_request(&AuthorizationRequestRecord {
                 id: request_id.clone(),
@@ -197,6 +207,7 @@ impl AuthServer {
         Ok(PendingAuthorization {
             request_id,
             login_csrf,
+            view,
         })
     }
 
