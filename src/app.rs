@@ -100,7 +100,7 @@ impl App {
         );
         let agents = Agents::new(
             store,
-            clock,
+            clock.clone(),
             config
                 .targets
                 .iter()
@@ -119,7 +119,7 @@ impl App {
                 None
             }
         };
-        let limits = Arc::new(RateLimits::new(&config.limits));
+        let limits = Arc::new(RateLimits::new(&config.limits, clock));
         Ok(Self {
             state: AppState {
                 auth,

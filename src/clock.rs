@@ -12,6 +12,14 @@ pub type UnixSeconds = i64;
 pub trait Clock: Send + Sync + 'static {
     /// The current time in Unix seconds.
     fn now(&self) -> UnixSeconds;
+
+    /// The current time in nanoseconds since the epoch, for rules finer than a second (rate
+    /// limits). A clock that only knows seconds answers whole seconds.
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.now())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+    }
 }
 
 /// The wall clock.
@@ -24,6 +32,13 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_secs() as UnixSeconds)
+            .unwrap_or(0)
+    }
+
+    fn now_nanos(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     }
 }

@@ -11,6 +11,12 @@ use crate::config::LogFormat;
 /// The filter used when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
+/// Logs an internal failure behind a 5xx or a generic tool error: the one place where such a
+/// cause is written down (the answer itself never carries it). `context` says where it happened.
+pub fn log_internal(context: &'static str, source: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %source, cause = ?source.source(), "internal error: {context}");
+}
+
 /// Installs the global subscriber; later calls are ignored.
 pub fn init(format: LogFormat) {
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());

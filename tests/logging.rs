@@ -59,7 +59,7 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
     );
     let app = spawn_app_with(|config| {
         config.approval = ApprovalMode::Password;
-        support::bot_target(config, &fake, |_| {});
+        fake_telegram::bot_target(config, &fake, |_| {});
     })
     .await;
     let passphrase = app.owner_passphrase.clone().expect("passphrase");

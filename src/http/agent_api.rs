@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,9 +17,8 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::http::bearer::{TokenPresence, bearer_token};
-use crate::http::error::after_reading_body;
+use crate::http::error::{ApiError, after_reading_body};
 use crate::http::paths;
-use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
 use crate::store::AgentRecord;
@@ -45,7 +44,10 @@ async fn require_agent(
     let TokenPresence::Present(token) = bearer_token(request.headers()) else {
         return after_reading_body(
             request,
-            unauthorized("this endpoint requires an agent token (nexus-gateway agents add)"),
+            ApiError::unauthorized(
+                "this endpoint requires an agent token (nexus-gateway agents add)",
+            )
+            .into_response(),
         )
         .await;
     };
@@ -57,11 +59,11 @@ async fn require_agent(
         Ok(None) => {
             after_reading_body(
                 request,
-                unauthorized("the agent token is unknown or revoked"),
+                ApiError::unauthorized("the agent token is unknown or revoked").into_response(),
             )
             .await
         }
-        Err(error) => after_reading_body(request, agent_error(error)).await,
+        Err(error) => after_reading_body(request, ApiError::from(error).into_response()).await,
     }
 }
 
@@ -75,20 +77,17 @@ async fn next_task(
     State(state): State<AppState>,
     Extension(agent): Extension<AgentRecord>,
     query: Result<Query<NextTaskQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Ok(Query(query)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+        return Err(ApiError::bad_request(
             "`wait` must be a whole number of seconds",
-        );
+        ));
     };
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
-    match state.queue.claim_next(&agent, wait).await {
-        Ok(Some(message)) => Json(json!({"task": MessageView::from(&message)})).into_response(),
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(queue_error) => agent_error(queue_error),
-    }
+    Ok(match state.queue.claim_next(&agent, wait).await? {
+        Some(message) => Json(json!({"task": MessageView::from(&message)})).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// `GET /agent/v1/tasks/{id}`.
@@ -96,15 +95,13 @@ async fn read_task(
     State(state): State<AppState>,
     Extension(agent): Extension<AgentRecord>,
     Path(id): Path<String>,
-) -> Response {
-    match state.queue.message_for_agent(&agent, &id).await {
-        Ok(detail) => Json(json!({
-            "task": MessageView::from(&detail.message),
-            "updates": detail.updates.iter().map(UpdateView::from).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(queue_error) => agent_error(queue_error),
-    }
+) -> Result<Response, ApiError> {
+    let detail = state.queue.message_for_agent(&agent, &id).await?;
+    Ok(Json(json!({
+        "task": MessageView::from(&detail.message),
+        "updates": detail.updates.iter().map(UpdateView::from).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,18 +117,18 @@ async fn post_update(
     Extension(agent): Extension<AgentRecord>,
     Path(id): Path<String>,
     body: Result<Json<UpdateBody>, JsonRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let body = match body {
         Ok(Json(body)) => body,
         Err(rejection) => {
-            return error(
+            return Err(ApiError::new(
                 rejection.status(),
                 "bad_request",
-                &format!(
+                format!(
                     "the body must be JSON like {{\"content\": \"...\", \"status\": \"in_progress\"}}: {}",
                     rejection.body_text()
                 ),
-            );
+            ));
         }
     };
     let status = match body.status.as_deref() {
@@ -144,53 +141,19 @@ async fn post_update(
                 | MessageStatus::Acknowledged),
             ) => Some(status),
             _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
+                return Err(ApiError::bad_request(
                     "status must be one of acknowledged, in_progress, complete, error",
-                );
+                ));
             }
         },
     };
-    match state.queue.report(&agent, &id, &body.content, status).await {
-        Ok((message, update)) => (
-            StatusCode::CREATED,
-            Json(json!({"task": MessageView::from(&message), "update": UpdateView::from(&update)})),
-        )
-            .into_response(),
-        Err(queue_error) => agent_error(queue_error),
-    }
-}
-
-fn agent_error(queue_error: QueueError) -> Response {
-    let (status, code) = match &queue_error {
-        QueueError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        QueueError::InvalidTransition { .. } | QueueError::ClaimedByAnother(_) => {
-            (StatusCode::CONFLICT, "conflict")
-        }
-        QueueError::NotYourTarget(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        QueueError::Internal(source) => {
-            tracing::error!(error = %source, "queue failure in the agent API");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            );
-        }
-        _ => (StatusCode::BAD_REQUEST, "bad_request"),
-    };
-    error(status, code, &queue_error.to_string())
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"nexus-gateway agents\""),
-    );
-    response
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": code, "message": message}))).into_response()
+    let (message, update) = state
+        .queue
+        .report(&agent, &id, &body.content, status)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"task": MessageView::from(&message), "update": UpdateView::from(&update)})),
+    )
+        .into_response())
 }

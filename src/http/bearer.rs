@@ -3,14 +3,12 @@
 //! claims put into the request extensions. Failures get a challenge that tells the client
 //! where to find our metadata, which is how claude.ai discovers the authorization server.
 
-use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::http::error::after_reading_body;
+use crate::http::error::{BearerChallenge, after_reading_body};
 use crate::http::paths;
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::{Scope, ScopeSet};
@@ -41,39 +39,29 @@ impl BearerGuard {
     }
 
     /// The 401 challenge; `error` is set only when a token was presented (RFC 6750 §3.1).
-    pub fn unauthorized(&self, error: Option<&'static str>) -> Response {
+    pub fn unauthorized(&self, error: Option<&'static str>) -> BearerChallenge {
+        let resource_metadata_url = self.resource_metadata_url.clone();
         let all_scopes = ScopeSet::all().to_string();
-        let challenge = match error {
-            Some(description) => format!(
-                "Bearer error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{}\", scope=\"{all_scopes}\"",
-                self.resource_metadata_url
-            ),
-            None => format!(
-                "Bearer resource_metadata=\"{}\", scope=\"{all_scopes}\"",
-                self.resource_metadata_url
-            ),
-        };
-        let body = match error {
-            Some(description) => {
-                json!({"error": "invalid_token", "error_description": description})
-            }
-            None => {
-                json!({"error": "invalid_request", "error_description": "this endpoint requires a bearer access token"})
-            }
-        };
-        challenge_response(StatusCode::UNAUTHORIZED, &challenge, body)
+        match error {
+            Some(description) => BearerChallenge::InvalidToken {
+                resource_metadata_url,
+                all_scopes,
+                description,
+            },
+            None => BearerChallenge::Missing {
+                resource_metadata_url,
+                all_scopes,
+            },
+        }
     }
 
     /// The 403 challenge naming the scopes needed (RFC 6750 §3.1, MCP scope step-up).
-    pub fn insufficient_scope(&self, needed: &[Scope]) -> Response {
+    pub fn insufficient_scope(&self, needed: &[Scope]) -> BearerChallenge {
         let needed: Vec<&str> = needed.iter().map(|scope| scope.as_str()).collect();
-        let needed = needed.join(" ");
-        let challenge = format!(
-            "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{}\"",
-            self.resource_metadata_url
-        );
-        let body = json!({"error": "insufficient_scope", "error_description": format!("this request needs the scope: {needed}")});
-        challenge_response(StatusCode::FORBIDDEN, &challenge, body)
+        BearerChallenge::InsufficientScope {
+            resource_metadata_url: self.resource_metadata_url.clone(),
+            needed: needed.join(" "),
+        }
     }
 }
 
@@ -85,11 +73,12 @@ pub async fn require_bearer(
 ) -> Response {
     let token = match bearer_token(request.headers()) {
         TokenPresence::Missing => {
-            return after_reading_body(request, guard.unauthorized(None)).await;
+            return after_reading_body(request, guard.unauthorized(None).into_response()).await;
         }
         TokenPresence::Malformed => {
-            let challenge =
-                guard.unauthorized(Some("the Authorization header is not a bearer token"));
+            let challenge = guard
+                .unauthorized(Some("the Authorization header is not a bearer token"))
+                .into_response();
             return after_reading_body(request, challenge).await;
         }
         TokenPresence::Present(token) => token,
@@ -98,17 +87,13 @@ pub async fn require_bearer(
         Ok(claims) => claims,
         Err(AccessTokenError::Rejected(reason)) => {
             tracing::debug!(reason = %reason, "bearer token rejected");
-            let challenge =
-                guard.unauthorized(Some("the access token is invalid, expired or revoked"));
+            let challenge = guard
+                .unauthorized(Some("the access token is invalid, expired or revoked"))
+                .into_response();
             return after_reading_body(request, challenge).await;
         }
         Err(AccessTokenError::Internal(error)) => {
-            tracing::error!(error = %error, "cannot verify a bearer token");
-            let unavailable = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily_unavailable"})),
-            )
-                .into_response();
+            let unavailable = BearerChallenge::unavailable(&error).into_response();
             return after_reading_body(request, unavailable).await;
         }
     };
@@ -120,7 +105,11 @@ pub async fn require_bearer(
         .filter(|scope| !granted.contains(*scope))
         .collect();
     if !missing.is_empty() {
-        return after_reading_body(request, guard.insufficient_scope(&guard.required)).await;
+        return after_reading_body(
+            request,
+            guard.insufficient_scope(&guard.required).into_response(),
+        )
+        .await;
     }
     tracing::debug!(client_id = %claims.client_id, jti = %claims.jti, "bearer token accepted");
     request.extensions_mut().insert::<AccessClaims>(claims);
@@ -157,14 +146,4 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> TokenPresence {
     } else {
         TokenPresence::Malformed
     }
-}
-
-fn challenge_response(status: StatusCode, challenge: &str, body: serde_json::Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(challenge) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
 }

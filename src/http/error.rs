@@ -1,13 +1,21 @@
-//! The only place that turns errors into HTTP responses: OAuth JSON errors (RFC 6749 §5.2,
-//! RFC 7591 §3.2.2), bearer challenges (RFC 6750 §3, RFC 9728 §5.1) and HTML error pages.
-//! Internal errors are logged here, once, and answered with a generic body.
+//! The only place that turns errors into HTTP responses, one type per protocol:
+//! `OAuthErrorResponse` (RFC 6749 §5.2, RFC 7591 §3.2.2), `PageError` (the owner's HTML pages),
+//! `ApiError` (the agent API's JSON) and `BearerChallenge` (the bearer guard's 401, 403 and 503).
+//! Internal errors are logged here, once, by `telemetry::log_internal`, and answered with a generic body.
+
+use std::error::Error;
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::config::PublicUrl;
+use crate::http::pages::{ErrorPage, render};
 use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::queue::error::QueueError;
+use crate::telemetry::log_internal;
 
 /// An OAuth error as a JSON response.
 #[derive(Debug)]
@@ -38,7 +46,7 @@ impl IntoResponse for OAuthErrorResponse {
         let (code, description) = match &self.error {
             OAuthError::Rejected { code, description } => (*code, *description),
             OAuthError::Internal(source) => {
-                tracing::error!(error = %source, source = ?source.source(), "internal error");
+                log_internal("oauth", source.as_ref());
                 (ErrorCode::ServerError, "an internal error occurred")
             }
         };
@@ -104,4 +112,233 @@ pub fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (header::PRAGMA, HeaderValue::from_static("no-cache")),
     ]
+}
+
+/// An error on one of the owner's HTML pages (`/authorize` and its forms): a page naming what
+/// went wrong, never a redirect, with the same framing and caching rules as every page.
+#[derive(Debug)]
+pub struct PageError {
+    issuer: String,
+    status: StatusCode,
+    heading: &'static str,
+    message: &'static str,
+    retry_after: Option<Duration>,
+}
+
+impl PageError {
+    /// A page with `heading` and `message`, under the footer of the gateway at `issuer`.
+    pub fn new(
+        issuer: &PublicUrl,
+        status: StatusCode,
+        heading: &'static str,
+        message: &'static str,
+    ) -> Self {
+        Self {
+            issuer: issuer.as_str().to_owned(),
+            status,
+            heading,
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(issuer: &PublicUrl, wait: Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(
+                issuer,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "Wait a moment and try again.",
+            )
+        }
+    }
+
+    /// 500 with a generic page; `source` is logged, never shown.
+    pub fn internal(issuer: &PublicUrl, source: &(dyn Error + 'static)) -> Self {
+        log_internal("owner pages", source);
+        Self::new(
+            issuer,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The gateway could not process this request. Try again in a moment.",
+        )
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let page = ErrorPage {
+            issuer: &self.issuer,
+            heading: self.heading,
+            message: self.message,
+        };
+        let response = render(self.status, &page, None);
+        match self.retry_after {
+            Some(wait) => with_retry_after(response, wait),
+            None => response,
+        }
+    }
+}
+
+/// Sets `Retry-After` (whole seconds, at least one).
+pub fn with_retry_after(mut response: Response, wait: Duration) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// An agent API error: `{"error": code, "message": ...}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with a fixed `code` and a message for the agent's operator.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401 `unauthorized`, with a bearer challenge for the agents' realm.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(queue_error: QueueError) -> Self {
+        let (status, code) = match &queue_error {
+            QueueError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            QueueError::InvalidTransition { .. } | QueueError::ClaimedByAnother(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            QueueError::NotYourTarget(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            QueueError::Internal(source) => {
+                log_internal("agent API", source);
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                );
+            }
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        Self::new(status, code, queue_error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"nexus-gateway agents\""),
+            );
+        }
+        response
+    }
+}
+
+/// The bearer guard's refusals (RFC 6750 §3, RFC 9728 §5.1): each names where the client finds
+/// our protected-resource metadata, which is how claude.ai discovers the authorization server.
+#[derive(Debug)]
+pub enum BearerChallenge {
+    /// 401 with no `error`: no token was presented (RFC 6750 §3.1).
+    Missing {
+        resource_metadata_url: String,
+        all_scopes: String,
+    },
+    /// 401 `invalid_token`: a token was presented and is not good.
+    InvalidToken {
+        resource_metadata_url: String,
+        all_scopes: String,
+        description: &'static str,
+    },
+    /// 403 `insufficient_scope`, naming the scopes needed (MCP scope step-up).
+    InsufficientScope {
+        resource_metadata_url: String,
+        needed: String,
+    },
+    /// 503 `temporarily_unavailable`: the token cannot be checked (the store is unreachable),
+    /// so a client retries instead of discarding a good token.
+    Unavailable,
+}
+
+impl BearerChallenge {
+    /// The 503 answer; logs why the token could not be checked.
+    pub fn unavailable(source: &(dyn Error + 'static)) -> Self {
+        log_internal("bearer token check", source);
+        Self::Unavailable
+    }
+}
+
+impl IntoResponse for BearerChallenge {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match self {
+            Self::Missing {
+                resource_metadata_url,
+                all_scopes,
+            } => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer resource_metadata=\"{resource_metadata_url}\", scope=\"{all_scopes}\""
+                ),
+                json!({"error": "invalid_request", "error_description": "this endpoint requires a bearer access token"}),
+            ),
+            Self::InvalidToken {
+                resource_metadata_url,
+                all_scopes,
+                description,
+            } => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{resource_metadata_url}\", scope=\"{all_scopes}\""
+                ),
+                json!({"error": "invalid_token", "error_description": description}),
+            ),
+            Self::InsufficientScope {
+                resource_metadata_url,
+                needed,
+            } => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{resource_metadata_url}\""
+                ),
+                json!({"error": "insufficient_scope", "error_description": format!("this request needs the scope: {needed}")}),
+            ),
+            Self::Unavailable => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "temporarily_unavailable"})),
+                )
+                    .into_response();
+            }
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
 }

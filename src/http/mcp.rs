@@ -130,7 +130,7 @@ async fn check_request(State(guard): State<BearerGuard>, request: Request, next:
         if let Some(scope) = message["params"]["name"].as_str().and_then(required_scope)
             && !granted.contains(scope)
         {
-            return guard.insufficient_scope(&[scope]);
+            return guard.insufficient_scope(&[scope]).into_response();
         }
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))

@@ -11,6 +11,7 @@ pub mod health;
 pub mod mcp;
 pub mod metadata;
 pub mod metrics;
+pub mod pages;
 pub mod paths;
 pub mod rate_limit;
 pub mod register;
@@ -95,7 +96,7 @@ pub fn router(
             paths::AUTHORIZE_TELEGRAM_WAIT,
             get(authorize::wait_for_telegram),
         )
-        .route(paths::STYLESHEET, get(authorize::stylesheet));
+        .route(paths::STYLESHEET, get(pages::stylesheet));
 
     let telegram_webhook = Router::new().route(paths::TELEGRAM_WEBHOOK, post(telegram::webhook));
 

@@ -1,18 +1,45 @@
 //! Per-IP rate limits (GCRA, via `governor`) for registration, authorization, token requests
 //! and owner logins, plus an exponential lock-out after repeated wrong passphrases and a
 //! global cap on login attempts. IPv6 clients are counted per /64, since one host usually
-//! holds a whole /64 and could otherwise change address at every attempt.
+//! holds a whole /64 and could otherwise change address at every attempt. Time comes from the
+//! crate's `Clock`, so tests move a clock to end a lock-out instead of sleeping.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
+use crate::clock::SharedClock;
 use crate::config::LimitsConfig;
+
+/// The crate's clock as `governor` sees it: time since the epoch, to the nanosecond where the
+/// clock has it.
+#[derive(Clone)]
+struct LimiterClock(SharedClock);
+
+impl std::fmt::Debug for LimiterClock {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("LimiterClock")
+    }
+}
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.now_nanos())
+    }
+}
+
+type KeyedLimiter =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, LimiterClock, NoOpMiddleware<Duration>>;
+type GlobalLimiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Duration>>;
 
 /// Wrong passphrases tolerated before the lock-out starts.
 const FREE_LOGIN_FAILURES: u32 = 3;
@@ -25,18 +52,20 @@ const GLOBAL_LOGINS_PER_MINUTE: u32 = 30;
 /// The gateway's rate limiters.
 #[derive(Debug)]
 pub struct RateLimits {
-    register: DefaultKeyedRateLimiter<IpAddr>,
-    authorize: DefaultKeyedRateLimiter<IpAddr>,
-    token: DefaultKeyedRateLimiter<IpAddr>,
-    login: DefaultKeyedRateLimiter<IpAddr>,
-    all_logins: governor::DefaultDirectRateLimiter,
+    clock: LimiterClock,
+    register: KeyedLimiter,
+    authorize: KeyedLimiter,
+    token: KeyedLimiter,
+    login: KeyedLimiter,
+    all_logins: GlobalLimiter,
     login_failures: Mutex<HashMap<IpAddr, LoginFailures>>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct LoginFailures {
     count: u32,
-    locked_until: Option<Instant>,
+    /// On the limiter clock's time line (since the epoch).
+    locked_until: Option<Duration>,
 }
 
 /// Which limit to check.
@@ -53,23 +82,34 @@ pub enum Limit {
 }
 
 impl RateLimits {
-    /// Builds the limiters from the configured per-minute quotas.
-    pub fn new(limits: &LimitsConfig) -> Self {
+    /// Builds the limiters from the configured per-minute quotas, on `clock`'s time.
+    pub fn new(limits: &LimitsConfig, clock: SharedClock) -> Self {
+        let clock = LimiterClock(clock);
+        let quota =
+            |count: u32| Quota::per_minute(NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN));
         let per_minute = |count: u32| {
-            RateLimiter::keyed(Quota::per_minute(
-                NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN),
-            ))
+            RateLimiter::new(
+                quota(count),
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            )
         };
         Self {
             register: per_minute(limits.register_per_minute),
-            authorize: per_minute(limits.register_per_minute),
+            authorize: per_minute(limits.authorize_per_minute),
             token: per_minute(limits.token_per_minute),
             login: per_minute(limits.login_per_minute),
-            all_logins: RateLimiter::direct(Quota::per_minute(
-                NonZeroU32::new(GLOBAL_LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
-            )),
+            all_logins: RateLimiter::direct_with_clock(
+                quota(GLOBAL_LOGINS_PER_MINUTE),
+                clock.clone(),
+            ),
             login_failures: Mutex::new(HashMap::new()),
+            clock,
         }
+    }
+
+    fn now(&self) -> Duration {
+        governor::clock::Clock::now(&self.clock)
     }
 
     /// Takes one request from `ip`'s budget; `Err(wait)` when it is spent.
@@ -81,7 +121,7 @@ impl RateLimits {
             Limit::Token => &self.token,
             Limit::Login => &self.login,
         };
-        let now = DefaultClock::default().now();
+        let now = self.now();
         limiter
             .check_key(&ip)
             .map_err(|not_until| not_until.wait_time_from(now))?;
@@ -105,7 +145,7 @@ impl RateLimits {
         if entry.count >= FREE_LOGIN_FAILURES {
             let exponent = (entry.count - FREE_LOGIN_FAILURES).min(16);
             let lockout = Duration::from_secs(1u64 << exponent).min(MAX_LOGIN_LOCKOUT);
-            entry.locked_until = Some(Instant::now() + lockout);
+            entry.locked_until = Some(self.now() + lockout);
         }
     }
 
@@ -120,7 +160,7 @@ impl RateLimits {
         self.authorize.retain_recent();
         self.token.retain_recent();
         self.login.retain_recent();
-        let now = Instant::now();
+        let now = self.now();
         self.failures().retain(|_, entry| {
             entry
                 .locked_until
@@ -132,7 +172,7 @@ impl RateLimits {
         if !matches!(limit, Limit::Login) {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.now();
         match self
             .failures()
             .get(&ip)
@@ -173,11 +213,19 @@ fn bucket(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::clock::ManualClock;
+
+    fn limits_with(config: LimitsConfig) -> (RateLimits, ManualClock) {
+        let clock = ManualClock::starting_now();
+        (RateLimits::new(&config, Arc::new(clock.clone())), clock)
+    }
 
     #[test]
     fn budgets_are_per_address() {
-        let limits = RateLimits::new(&LimitsConfig {
+        let (limits, _) = limits_with(LimitsConfig {
             register_per_minute: 2,
             ..LimitsConfig::default()
         });
@@ -191,7 +239,7 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_share_their_64() {
-        let limits = RateLimits::new(&LimitsConfig {
+        let (limits, _) = limits_with(LimitsConfig {
             register_per_minute: 1,
             ..LimitsConfig::default()
         });
@@ -214,7 +262,7 @@ mod tests {
 
     #[test]
     fn logins_have_a_global_budget_across_addresses() {
-        let limits = RateLimits::new(&LimitsConfig::default());
+        let (limits, _) = limits_with(LimitsConfig::default());
         let mut refused = 0;
         for host in 0..100u8 {
             if limits
@@ -229,7 +277,7 @@ mod tests {
 
     #[test]
     fn repeated_login_failures_lock_out() {
-        let limits = RateLimits::new(&LimitsConfig::default());
+        let (limits, _) = limits_with(LimitsConfig::default());
         let ip: IpAddr = "192.0.2.3".parse().expect("ip");
         for _ in 0..FREE_LOGIN_FAILURES - 1 {
             limits.record_login_failure(ip);
@@ -239,5 +287,39 @@ mod tests {
         assert!(limits.check(Limit::Login, ip).is_err());
         limits.record_login_success(ip);
         assert!(limits.check(Limit::Login, ip).is_ok());
+    }
+
+    #[test]
+    fn a_lock_out_ends_when_the_clock_passes_it() {
+        let (limits, clock) = limits_with(LimitsConfig::default());
+        let ip: IpAddr = "192.0.2.4".parse().expect("ip");
+        for _ in 0..FREE_LOGIN_FAILURES + 2 {
+            limits.record_login_failure(ip);
+        }
+        // Five failures: the third starts a 1 s lock-out, each further one doubles it (4 s).
+        let wait = limits.check(Limit::Login, ip).expect_err("locked out");
+        assert_eq!(wait, Duration::from_secs(4));
+        clock.advance(3);
+        assert!(limits.check(Limit::Login, ip).is_err());
+        clock.advance(1);
+        assert!(limits.check(Limit::Login, ip).is_ok());
+    }
+
+    #[test]
+    fn a_spent_budget_comes_back_as_the_clock_moves() {
+        let (limits, clock) = limits_with(LimitsConfig {
+            authorize_per_minute: 1,
+            ..LimitsConfig::default()
+        });
+        let ip: IpAddr = "192.0.2.5".parse().expect("ip");
+        assert!(limits.check(Limit::Authorize, ip).is_ok());
+        assert_eq!(
+            limits.check(Limit::Authorize, ip),
+            Err(Duration::from_secs(60))
+        );
+        // `/authorize` has its own quota: registration is untouched.
+        assert!(limits.check(Limit::Register, ip).is_ok());
+        clock.advance(60);
+        assert!(limits.check(Limit::Authorize, ip).is_ok());
     }
 }

@@ -354,7 +354,7 @@ impl ServerHandler for McpServer {
 /// Turns a queue failure into text the model reads (a tool error, not a protocol error).
 fn tool_error(error: QueueError) -> String {
     if let QueueError::Internal(source) = &error {
-        tracing::error!(error = %source, "queue failure in a tool call");
+        crate::telemetry::log_internal("tool call", source);
         return "the gateway could not complete this call because of an internal error; try again shortly".into();
     }
     error.to_string()

@@ -7,7 +7,7 @@ use crate::oauth::AuthServer;
 use crate::oauth::client::{RegistrationRejection, RegistrationRequest};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::secrets;
-use crate::store::NewClient;
+use crate::store::{ClientRecord, NewClient};
 
 /// The answer to a successful registration (RFC 7591 §3.2.1).
 #[derive(Debug, Clone)]
@@ -66,5 +66,19 @@ impl AuthServer {
             client_id,
             body: Value::Object(body),
         })
+    }
+
+    /// Lists registered clients.
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, OAuthError> {
+        Ok(self.store().list_clients().await?)
+    }
+
+    /// Removes a client with all its grants and tokens; false when there is none.
+    pub async fn revoke_client(&self, client_id: &str) -> Result<bool, OAuthError> {
+        let removed = self.store().delete_client(client_id).await?;
+        if removed {
+            tracing::info!(client_id = %client_id, "client removed by the operator");
+        }
+        Ok(removed)
     }
 }

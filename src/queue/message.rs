@@ -1,5 +1,6 @@
-//! The message model: statuses and their legal transitions (DESIGN.md §5), the dedup key, and
-//! the rules for message text. Pure: no I/O, no clock.
+//! The message model: statuses and their legal transitions (pending → acknowledged →
+//! in_progress → complete | error; open ones may be cancelled), the dedup key, and the rules
+//! for message text. Pure: no I/O, no clock.
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,18 +3,19 @@
 //! transports all call `Queue`.
 
 pub mod agents;
+mod claims;
 pub mod error;
 pub mod message;
+mod pull;
 mod transport;
 pub mod view;
 
+pub use pull::{PullQuery, Pulled, rfc3339};
+
 use std::collections::BTreeMap;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +24,8 @@ use crate::config::TargetConfig;
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content, content_hash};
 use crate::store::{
-    AgentRecord, InsertOutcome, MessageRecord, NewMessage, StatusCounts, Store, TransitionOutcome,
-    UpdateFilter, UpdateRecord,
+    InsertOutcome, MessageRecord, NewMessage, StatusCounts, Store, TransitionOutcome, UpdateFilter,
+    UpdateRecord,
 };
 
 /// Updates returned by one pull when no limit is given.
@@ -60,29 +61,6 @@ pub enum Sent {
         /// The open message's id.
         id: String,
     },
-}
-
-/// Which updates a client wants.
-#[derive(Debug, Clone, Default)]
-pub struct PullQuery {
-    /// A cursor (`next_cursor` of an earlier pull) or an RFC 3339 time; absent means "what
-    /// this client has not pulled yet".
-    pub since: Option<String>,
-    /// Only updates about this message.
-    pub message_id: Option<String>,
-    /// Only updates from this target.
-    pub target: Option<String>,
-    /// At most this many (default 50, at most 200).
-    pub limit: Option<i64>,
-}
-
-/// The answer to a pull.
-#[derive(Debug, Clone)]
-pub struct Pulled {
-    /// Updates in sequence order.
-    pub updates: Vec<UpdateRecord>,
-    /// Pass this as `since` to continue after them.
-    pub next_cursor: String,
 }
 
 /// Queue counts for `queue_status`.
@@ -195,65 +173,6 @@ impl Queue {
         }
     }
 
-    /// Reads updates after a cursor or time, or, with no `since`, what this client has not
-    /// pulled yet. Unfiltered pulls move the client's stored cursor forward.
-    pub async fn pull_updates(
-        &self,
-        client_id: &str,
-        query: PullQuery,
-    ) -> Result<Pulled, QueueError> {
-        let limit = query
-            .limit
-            .unwrap_or(DEFAULT_PULL_LIMIT)
-            .clamp(1, MAX_PULL_LIMIT);
-        let mut filter = UpdateFilter {
-            message_id: query.message_id.clone(),
-            target: query.target.clone(),
-            limit,
-            ..Default::default()
-        };
-        match query
-            .since
-            .as_deref()
-            .map(str::trim)
-            .filter(|since| !since.is_empty())
-        {
-            Some(since) => match parse_since(since)? {
-                Since::Cursor(seq) => filter.after_seq = Some(seq),
-                Since::Time(time) => filter.after_time = Some(time),
-            },
-            None => {
-                filter.after_seq = Some(
-                    self.inner
-                        .store
-                        .client_cursor(client_id)
-                        .await?
-                        .unwrap_or(0),
-                )
-            }
-        }
-        let updates = self.inner.store.list_updates(&filter).await?;
-        let next_seq = match updates.last() {
-            Some(last) => last.seq,
-            // Nothing new: continue from where this pull started (or the newest update when
-            // the pull was by time), so the cursor never moves backwards.
-            None => match filter.after_seq {
-                Some(seq) => seq,
-                None => self.inner.store.last_update_seq().await?,
-            },
-        };
-        if query.message_id.is_none() && query.target.is_none() {
-            self.inner
-                .store
-                .advance_client_cursor(client_id, next_seq)
-                .await?;
-        }
-        Ok(Pulled {
-            updates,
-            next_cursor: next_seq.to_string(),
-        })
-    }
-
     /// Counts of open messages per target, the update total and the current task.
     pub async fn snapshot(&self, target: Option<&str>) -> Result<QueueSnapshot, QueueError> {
         let target = target
@@ -323,80 +242,6 @@ impl Queue {
             .await?;
         tracing::info!(message_id = %id, "message cancelled");
         Ok(message)
-    }
-
-    /// Claims the oldest pending task of the agent's targets (urgent first), waiting up to
-    /// `wait` for one to arrive.
-    pub async fn claim_next(
-        &self,
-        agent: &AgentRecord,
-        wait: Duration,
-    ) -> Result<Option<MessageRecord>, QueueError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Arm the wake-up before looking, so a message queued in between is not missed.
-            let mut queued = pin!(self.inner.work_queued.notified());
-            queued.as_mut().enable();
-            if let Some(message) = self
-                .inner
-                .store
-                .claim_next_message(&agent.targets, &agent.name, self.now())
-                .await?
-            {
-                tracing::info!(message_id = %message.id, agent = %agent.name, "message claimed");
-                self.inner.update_recorded.notify_waiters();
-                return Ok(Some(message));
-            }
-            tokio::select! {
-                () = queued => {}
-                () = tokio::time::sleep_until(deadline) => return Ok(None),
-                () = self.inner.shutdown.cancelled() => return Ok(None),
-            }
-        }
-    }
-
-    /// Records an agent's report on a message, moving its status when `status` is given.
-    pub async fn report(
-        &self,
-        agent: &AgentRecord,
-        id: &str,
-        content: &str,
-        status: Option<MessageStatus>,
-    ) -> Result<(MessageRecord, UpdateRecord), QueueError> {
-        let message = self.find_message(id).await?;
-        if !agent.targets.contains(&message.target) {
-            return Err(QueueError::NotYourTarget(message.target));
-        }
-        if let Some(owner) = message.claimed_by.filter(|owner| *owner != agent.name) {
-            return Err(QueueError::ClaimedByAnother(owner));
-        }
-        check_content(content)?;
-        let result = self
-            .transition(
-                id,
-                status,
-                content,
-                &format!("agent:{}", agent.name),
-                Some(&agent.name),
-            )
-            .await?;
-        if let Some(status) = status {
-            tracing::info!(message_id = %id, agent = %agent.name, status = %status, "agent reported");
-        }
-        Ok(result)
-    }
-
-    /// Reads a message for an agent that serves its target.
-    pub async fn message_for_agent(
-        &self,
-        agent: &AgentRecord,
-        id: &str,
-    ) -> Result<MessageDetail, QueueError> {
-        let detail = self.message(id).await?;
-        if !agent.targets.contains(&detail.message.target) {
-            return Err(QueueError::NotYourTarget(detail.message.target));
-        }
-        Ok(detail)
     }
 
     fn store(&self) -> &Store {
@@ -471,51 +316,5 @@ impl Queue {
 
     fn now(&self) -> UnixSeconds {
         self.inner.clock.now()
-    }
-}
-
-enum Since {
-    Cursor(i64),
-    Time(UnixSeconds),
-}
-
-fn parse_since(since: &str) -> Result<Since, QueueError> {
-    if since.bytes().all(|byte| byte.is_ascii_digit()) {
-        return since
-            .parse()
-            .map(Since::Cursor)
-            .map_err(|_| QueueError::BadCursor);
-    }
-    OffsetDateTime::parse(since, &Rfc3339)
-        .map(|time| Since::Time(time.unix_timestamp()))
-        .map_err(|_| QueueError::BadCursor)
-}
-
-/// Formats a stored time as RFC 3339 (UTC).
-pub fn rfc3339(at: UnixSeconds) -> String {
-    OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
-        .unwrap_or_else(|| at.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_is_a_cursor_or_a_time() {
-        assert!(matches!(parse_since("42"), Ok(Since::Cursor(42))));
-        assert!(matches!(
-            parse_since("2026-11-21T10:00:00Z"),
-            Ok(Since::Time(1_795_255_200))
-        ));
-        assert!(matches!(
-            parse_since("2026-11-21T11:00:00+01:00"),
-            Ok(Since::Time(1_795_255_200))
-        ));
-        assert!(parse_since("yesterday").is_err());
-        assert!(parse_since("99999999999999999999999").is_err());
-        assert_eq!(rfc3339(1_795_255_200), "2026-11-21T10:00:00Z");
     }
 }

@@ -9,26 +9,27 @@ mod grants;
 mod keys;
 mod owner;
 mod queue;
+mod tokens;
 mod transport;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::clock::UnixSeconds;
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
-pub use grants::{
-    AuthorizationRequestRecord, BearerGrantRecord, CodeRecord, GrantKind, GrantRecord, NewGrant,
-    RefreshRecord, Rotation,
-};
+pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
 pub use keys::SigningKeyRecord;
 pub use queue::{
     InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome, UpdateFilter,
     UpdateRecord,
 };
+pub use tokens::{CodeRecord, RefreshRecord, Rotation};
 
 /// A failure of the store; callers treat all of them as internal errors.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,33 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Deletes what has expired: pending requests, codes, refresh tokens, revocation
+    /// entries and owner sessions, and clients never approved since `client_cutoff`.
+    pub async fn sweep_expired(
+        &self,
+        now: UnixSeconds,
+        client_cutoff: UnixSeconds,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for statement in [
+            "DELETE FROM authorization_requests WHERE expires_at <= ?",
+            "DELETE FROM authorization_codes WHERE expires_at <= ? - 86400",
+            "DELETE FROM refresh_tokens WHERE expires_at <= ?",
+            "DELETE FROM revoked_tokens WHERE expires_at <= ?",
+            "DELETE FROM owner_sessions WHERE expires_at <= ?",
+            // Telegram keeps updates for 24 hours; two days of memory covers any redelivery.
+            "DELETE FROM transport_seen WHERE seen_at <= ? - 172800",
+        ] {
+            removed += sqlx::query(statement)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        removed += self.delete_unapproved_clients(client_cutoff).await?;
+        Ok(removed)
     }
 
     /// Starts a write transaction that takes the write lock at once, so two writers never

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Lifecycle, call_tool_ok, spawn_app, spawn_app_with};
+use crate::support::{Lifecycle, McpUser, call_tool_ok, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_long_poll_returns_a_task_queued_while_it_waits() {
@@ -22,7 +22,7 @@ async fn a_long_poll_returns_a_task_queued_while_it_waits() {
     // Let the poll reach the queue before sending; the test does not depend on it (the
     // claim re-checks), it only makes the "arrives while waiting" path the one exercised.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let sent = call_tool_ok(&client, "send_message", json!({"message": "wake up"})).await;
+    let sent = client.send_task("wake up").await;
     let response = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("poll answered quickly")
@@ -51,7 +51,7 @@ async fn urgent_tasks_are_claimed_first_and_targets_are_respected() {
     .await;
     let token = app.access_token("tasks:read tasks:write").await;
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
-    call_tool_ok(&client, "send_message", json!({"message": "routine"})).await;
+    client.send_task("routine").await;
     call_tool_ok(
         &client,
         "send_message",
@@ -102,7 +102,7 @@ async fn illegal_reports_get_clear_errors() {
     let app = spawn_app().await;
     let token = app.access_token("tasks:read tasks:write").await;
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
-    let sent = call_tool_ok(&client, "send_message", json!({"message": "task"})).await;
+    let sent = client.send_task("task").await;
     let id = sent["id"].as_str().expect("id").to_owned();
     let agent = app.add_agent("strict", &["homelab"]).await;
     app.agent_next(&agent, 0).await;

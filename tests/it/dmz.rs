@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{Pkce, TestApp, redirect_params, spawn_app_with};
+use crate::support::{McpUser, Pkce, TestApp, redirect_params, spawn_app_with};
 
 /// The address nginx connects to the gateway from; the gateway trusts only it.
 const PROXY_ADDRESS: &str = "127.0.0.2";
@@ -310,12 +310,7 @@ async fn dmz_the_oauth_flow_and_mcp_tools_work_through_nginx() {
         ))
         .await
         .expect("initialize through nginx");
-    let sent = crate::support::call_tool_ok(
-        &client,
-        "send_message",
-        json!({"message": "through the DMZ"}),
-    )
-    .await;
+    let sent = client.send_task("through the DMZ").await;
     assert_eq!(sent["queued"], true);
     let status = crate::support::call_tool_ok(&client, "queue_status", json!({})).await;
     assert_eq!(status["pending"], 1);

@@ -400,3 +400,32 @@ fn error(code: u16, description: &str, retry_after: Option<u64>) -> Response {
     }
     response
 }
+
+/// Makes the fake Bot API the config's only target (`homelab`), its token in a file in the data
+/// dir, polling every second; `adjust` tunes the bot settings.
+pub fn bot_target(
+    config: &mut nexus_gateway::config::Config,
+    fake: &FakeTelegram,
+    adjust: impl FnOnce(&mut nexus_gateway::config::TelegramConfig),
+) {
+    use nexus_gateway::config::{TargetConfig, TelegramConfig, TelegramMode, TransportKind};
+    let token_file = config.data_dir.join("bot-token");
+    std::fs::write(&token_file, format!("{}\n", BOT_TOKEN)).expect("token file");
+    let mut telegram = TelegramConfig {
+        bot_token_file: Some(token_file),
+        bot_token_env: None,
+        chat_id: TASK_CHAT,
+        allowed_user_ids: Vec::new(),
+        owner_user_id: None,
+        api_base: fake.base_url.clone(),
+        mode: TelegramMode::Polling,
+        poll_timeout: std::time::Duration::from_secs(1),
+    };
+    adjust(&mut telegram);
+    config.targets = vec![TargetConfig {
+        name: "homelab".into(),
+        transport: TransportKind::Telegram,
+        description: None,
+        telegram: Some(telegram),
+    }];
+}

@@ -5,14 +5,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Lifecycle, TestApp, call_tool, call_tool_ok, spawn_app, spawn_in, tool_names, tool_text,
+    Lifecycle, McpUser, TestApp, call_tool, call_tool_ok, spawn_app, spawn_in, tool_names,
+    tool_text,
 };
 
 const BOTH_SCOPES: &str = "tasks:read tasks:write";
 
 /// Pulls with no arguments and returns (status or content) per update.
 async fn pull(client: &crate::support::McpClient) -> Vec<Value> {
-    let pulled = call_tool_ok(client, "pull_updates", json!({})).await;
+    let pulled = client.pull(json!({})).await;
     pulled["updates"].as_array().expect("updates").clone()
 }
 
@@ -31,7 +32,7 @@ async fn round_trip(app: &TestApp, lifecycle: Lifecycle, text: &str) {
         ]
     );
 
-    let sent = call_tool_ok(&client, "send_message", json!({"message": text})).await;
+    let sent = client.send_task(text).await;
     assert_eq!(sent["queued"], true);
     assert_eq!(sent["target"], "homelab");
     assert_eq!(sent["status"], "pending");
@@ -210,10 +211,7 @@ async fn fifty_concurrent_identical_sends_queue_exactly_one_message() {
         json!({"content": "ok", "status": "complete"}),
     )
     .await;
-    assert_eq!(
-        call_tool_ok(&client, "send_message", json!({"message": "same text"})).await["queued"],
-        true
-    );
+    assert_eq!(client.send_task("same text").await["queued"], true);
 }
 
 #[tokio::test]
@@ -222,7 +220,7 @@ async fn the_queue_and_read_cursors_survive_a_restart() {
     let public_url = app.base_url.clone();
     let token = app.access_token(BOTH_SCOPES).await;
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
-    let first = call_tool_ok(&client, "send_message", json!({"message": "first"})).await;
+    let first = client.send_task("first").await;
     assert_eq!(pull(&client).await.len(), 1);
     call_tool_ok(
         &client,
@@ -252,7 +250,7 @@ async fn the_queue_and_read_cursors_survive_a_restart() {
         ["queued (urgent)", "claimed by agent survivor"],
         "the cursor persisted"
     );
-    let again = call_tool_ok(&client, "send_message", json!({"message": "first"})).await;
+    let again = client.send_task("first").await;
     assert_eq!(again["queued"], false, "dedup holds across restarts");
     assert_eq!(again["id"], first["id"]);
 }
@@ -479,7 +477,7 @@ async fn cancelling_works_before_work_starts_and_is_explained_after() {
     let app = spawn_app().await;
     let token = app.access_token(BOTH_SCOPES).await;
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
-    let first = call_tool_ok(&client, "send_message", json!({"message": "never mind"})).await;
+    let first = client.send_task("never mind").await;
     let cancelled = call_tool_ok(&client, "cancel_message", json!({"id": first["id"]})).await;
     assert_eq!(cancelled["status"], "cancelled");
     let again = call_tool(&client, "cancel_message", json!({"id": first["id"]})).await;
@@ -490,7 +488,7 @@ async fn cancelling_works_before_work_starts_and_is_explained_after() {
         tool_text(&again)
     );
 
-    let second = call_tool_ok(&client, "send_message", json!({"message": "long job"})).await;
+    let second = client.send_task("long job").await;
     let agent = app.add_agent("worker", &["homelab"]).await;
     app.agent_next(&agent, 0).await;
     app.agent_update(
@@ -512,37 +510,19 @@ async fn pull_updates_reads_from_a_cursor_or_a_time_and_filters() {
     let app = spawn_app().await;
     let token = app.access_token(BOTH_SCOPES).await;
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
-    let first = call_tool_ok(&client, "send_message", json!({"message": "one"})).await;
-    call_tool_ok(&client, "send_message", json!({"message": "two"})).await;
-    let page = call_tool_ok(&client, "pull_updates", json!({"limit": 1})).await;
+    let first = client.send_task("one").await;
+    client.send_task("two").await;
+    let page = client.pull(json!({"limit": 1})).await;
     assert_eq!(page["updates"].as_array().map(Vec::len), Some(1));
-    let rest = call_tool_ok(
-        &client,
-        "pull_updates",
-        json!({"since": page["next_cursor"]}),
-    )
-    .await;
+    let rest = client.pull(json!({"since": page["next_cursor"]})).await;
     assert_eq!(rest["updates"].as_array().map(Vec::len), Some(1));
-    let from_start = call_tool_ok(
-        &client,
-        "pull_updates",
-        json!({"since": "1970-01-01T00:00:00Z"}),
-    )
-    .await;
+    let from_start = client.pull(json!({"since": "1970-01-01T00:00:00Z"})).await;
     assert_eq!(from_start["updates"].as_array().map(Vec::len), Some(2));
-    let future = call_tool_ok(
-        &client,
-        "pull_updates",
-        json!({"since": "2999-01-01T00:00:00Z"}),
-    )
-    .await;
+    let future = client.pull(json!({"since": "2999-01-01T00:00:00Z"})).await;
     assert!(future["updates"].as_array().is_some_and(Vec::is_empty));
-    let only_first = call_tool_ok(
-        &client,
-        "pull_updates",
-        json!({"since": "0", "message_id": first["id"]}),
-    )
-    .await;
+    let only_first = client
+        .pull(json!({"since": "0", "message_id": first["id"]}))
+        .await;
     assert_eq!(only_first["updates"].as_array().map(Vec::len), Some(1));
     // Another client has its own cursor.
     let other = app

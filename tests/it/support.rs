@@ -392,7 +392,11 @@ pub fn hidden_field(html: &str, name: &str) -> String {
 
 /// The data directory's database file, for tests that look at what is stored.
 pub fn database_file(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("nexus-gateway.sqlite3")
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    }
+    .database_path()
 }
 
 /// Which MCP lifecycle a test client uses.
@@ -507,6 +511,26 @@ impl TestApp {
     }
 }
 
+/// What an MCP client's user does, as methods on the client (each asserts it succeeded and
+/// returns the tool's structured content).
+#[allow(async_fn_in_trait)]
+pub trait McpUser {
+    /// `send_message` with just a text.
+    async fn send_task(&self, text: &str) -> Value;
+    /// `pull_updates` with `arguments` (`{}` for "what I have not seen").
+    async fn pull(&self, arguments: Value) -> Value;
+}
+
+impl McpUser for McpClient {
+    async fn send_task(&self, text: &str) -> Value {
+        call_tool_ok(self, "send_message", json!({"message": text})).await
+    }
+
+    async fn pull(&self, arguments: Value) -> Value {
+        call_tool_ok(self, "pull_updates", arguments).await
+    }
+}
+
 /// Calls a tool and returns its structured content (asserting it succeeded).
 pub async fn call_tool_ok(client: &McpClient, name: &str, arguments: Value) -> Value {
     let result = call_tool(client, name, arguments).await;
@@ -549,37 +573,4 @@ pub async fn tool_names(client: &McpClient) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Makes the fake Bot API the config's only target (`homelab`), its token in a file in the data
-/// dir, polling every second; `adjust` tunes the bot settings.
-pub fn bot_target(
-    config: &mut Config,
-    fake: &crate::fake_telegram::FakeTelegram,
-    adjust: impl FnOnce(&mut nexus_gateway::config::TelegramConfig),
-) {
-    use nexus_gateway::config::{TargetConfig, TelegramConfig, TelegramMode, TransportKind};
-    let token_file = config.data_dir.join("bot-token");
-    std::fs::write(
-        &token_file,
-        format!("{}\n", crate::fake_telegram::BOT_TOKEN),
-    )
-    .expect("token file");
-    let mut telegram = TelegramConfig {
-        bot_token_file: Some(token_file),
-        bot_token_env: None,
-        chat_id: crate::fake_telegram::TASK_CHAT,
-        allowed_user_ids: Vec::new(),
-        owner_user_id: None,
-        api_base: fake.base_url.clone(),
-        mode: TelegramMode::Polling,
-        poll_timeout: std::time::Duration::from_secs(1),
-    };
-    adjust(&mut telegram);
-    config.targets = vec![TargetConfig {
-        name: "homelab".into(),
-        transport: TransportKind::Telegram,
-        description: None,
-        telegram: Some(telegram),
-    }];
 }

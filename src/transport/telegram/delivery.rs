@@ -18,6 +18,8 @@ use crate::transport::telegram::format::{split_message, status_buttons, task_tex
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long an idle worker sleeps before looking again (it is also woken by new tasks).
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// The pause after a step that failed inside the gateway (the store), before trying again.
+const STEP_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
 /// What one delivery step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,37 +138,65 @@ pub async fn run(target: TelegramTarget, shutdown: CancellationToken) {
                 target.metrics.delivery(&target.name, label);
             }
         }
-        let wait = match outcome {
-            Ok(Delivery::Sent { .. } | Delivery::Failed { .. }) => {
-                transient_failures = 0;
-                continue;
-            }
-            Ok(Delivery::Idle) => {
+        let wait = match pause_after(&outcome, &mut transient_failures, rand::random()) {
+            Pause::None => continue,
+            Pause::UntilWork => {
                 tokio::select! {
                     () = target.queue.wait_for_work(IDLE_RECHECK) => {}
                     () = shutdown.cancelled() => return,
                 }
                 continue;
             }
-            Ok(Delivery::RetryAfter(wait)) => {
+            Pause::For(wait) => wait,
+        };
+        match &outcome {
+            Ok(Delivery::RetryAfter(_)) => {
                 tracing::warn!(target = %target.name, retry_after_seconds = wait.as_secs(), "Telegram rate limit; waiting as asked");
-                wait
             }
             Ok(Delivery::Transient(reason)) => {
-                transient_failures = transient_failures.saturating_add(1);
-                let wait = backoff(transient_failures, rand::random());
                 tracing::warn!(target = %target.name, reason = %reason, retry_in_ms = wait.as_millis() as u64, "Telegram delivery failed; will retry");
-                wait
             }
             Err(error) => {
                 tracing::error!(target = %target.name, error = %error, "delivery step failed");
-                Duration::from_secs(5)
             }
-        };
+            Ok(_) => {}
+        }
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// What the delivery loop does before its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Go on at once: something was sent (or failed for good), more may be waiting.
+    None,
+    /// Nothing to send: sleep until a task is queued (or a periodic recheck).
+    UntilWork,
+    /// Wait this long: exactly `retry_after` after a 429, a jittered backoff after a fault.
+    For(Duration),
+}
+
+/// The loop's wait after a step, counting consecutive transient failures for the backoff.
+pub fn pause_after<E>(
+    outcome: &Result<Delivery, E>,
+    transient_failures: &mut u32,
+    jitter: u16,
+) -> Pause {
+    match outcome {
+        Ok(Delivery::Sent { .. } | Delivery::Failed { .. }) => {
+            *transient_failures = 0;
+            Pause::None
+        }
+        Ok(Delivery::Idle) => Pause::UntilWork,
+        Ok(Delivery::RetryAfter(wait)) => Pause::For(*wait),
+        Ok(Delivery::Transient(_)) => {
+            *transient_failures = transient_failures.saturating_add(1);
+            Pause::For(backoff(*transient_failures, jitter))
+        }
+        Err(_) => Pause::For(STEP_ERROR_PAUSE),
     }
 }
 
@@ -187,6 +217,53 @@ pub fn external_ref(chat_id: i64, message_id: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_429_pauses_exactly_the_retry_after_whatever_the_jitter() {
+        let mut failures = 3;
+        for jitter in [0, u16::MAX / 2, u16::MAX] {
+            assert_eq!(
+                pause_after::<()>(
+                    &Ok(Delivery::RetryAfter(Duration::from_secs(7))),
+                    &mut failures,
+                    jitter
+                ),
+                Pause::For(Duration::from_secs(7))
+            );
+        }
+        assert_eq!(
+            failures, 3,
+            "a 429 is not a fault and does not grow the backoff"
+        );
+    }
+
+    #[test]
+    fn faults_back_off_and_a_success_resets_the_backoff() {
+        let mut failures = 0;
+        let fault = Ok(Delivery::Transient("502".into()));
+        assert_eq!(
+            pause_after::<()>(&fault, &mut failures, 0),
+            Pause::For(Duration::from_millis(500))
+        );
+        assert_eq!(
+            pause_after::<()>(&fault, &mut failures, 0),
+            Pause::For(Duration::from_secs(1))
+        );
+        let sent = Ok(Delivery::Sent {
+            message_id: "m".into(),
+            parts: 1,
+        });
+        assert_eq!(pause_after::<()>(&sent, &mut failures, 0), Pause::None);
+        assert_eq!(failures, 0);
+        assert_eq!(
+            pause_after::<()>(&Ok(Delivery::Idle), &mut failures, 0),
+            Pause::UntilWork
+        );
+        assert_eq!(
+            pause_after(&Err(()), &mut failures, 0),
+            Pause::For(STEP_ERROR_PAUSE)
+        );
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

@@ -1,0 +1,299 @@
+//! Loading: defaults, then a TOML file, then `NEXUS_*` environment variables, each key read on
+//! its own into a problem collector so that every problem is reported, with its key path, at once.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, Provider};
+use serde::de::DeserializeOwned;
+
+use super::{Config, ENV_PREFIX, LimitsConfig, OAuthConfig};
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key path, such as `oauth.code_ttl`.
+    pub key: String,
+    /// What is wrong, in words an operator can act on.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            formatter,
+            "invalid configuration ({} problem(s)):",
+            self.0.len()
+        )?;
+        for problem in &self.0 {
+            writeln!(formatter, "  {}: {}", problem.key, problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Loads defaults, then `file` (when given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigErrors(vec![ConfigProblem {
+                    key: "--config".into(),
+                    message: format!("file {} does not exist", path.display()),
+                }]));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // `NEXUS_CONFIG` names the file itself (read by the CLI), not a key.
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        Self::from_figment(&figment)
+    }
+
+    /// Loads from TOML text alone (over the defaults); for tests and `config check`.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
+        let figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+        Self::from_figment(&figment)
+    }
+
+    fn from_figment(figment: &Figment) -> Result<Self, ConfigErrors> {
+        let mut problems = Vec::new();
+        match figment.data() {
+            Ok(data) => {
+                let defaults = Value::serialize(Config::default())
+                    .ok()
+                    .and_then(|value| value.into_dict());
+                for dict in data.values() {
+                    report_unknown_keys(dict, defaults.as_ref(), "", &mut problems);
+                }
+            }
+            Err(error) => problems.extend(figment_problems(error)),
+        }
+        // Each key is read on its own so that one bad value does not hide the next.
+        let mut reader = KeyReader {
+            figment,
+            problems: &mut problems,
+        };
+        let listen = reader.read("listen");
+        let public_url = reader.read("public_url");
+        let data_dir = reader.read("data_dir");
+        let approval = reader.read("approval");
+        let trusted_proxies = reader.read("trusted_proxies");
+        let log_format = reader.read("log_format");
+        let internal_listen = reader.read_optional("internal_listen");
+        let oauth = read_oauth(&mut reader);
+        let limits = read_limits(&mut reader);
+        let targets = reader.read("targets");
+        let mcp = reader.read("mcp");
+
+        let (
+            Some(listen),
+            Some(public_url),
+            Some(data_dir),
+            Some(approval),
+            Some(trusted_proxies),
+            Some(log_format),
+            Some(internal_listen),
+            Some(oauth),
+            Some(limits),
+            Some(targets),
+            Some(mcp),
+        ) = (
+            listen,
+            public_url,
+            data_dir,
+            approval,
+            trusted_proxies,
+            log_format,
+            internal_listen,
+            oauth,
+            limits,
+            targets,
+            mcp,
+        )
+        else {
+            return Err(ConfigErrors(problems));
+        };
+        let config = Config {
+            listen,
+            public_url,
+            data_dir,
+            approval,
+            trusted_proxies,
+            log_format,
+            internal_listen,
+            oauth,
+            limits,
+            targets,
+            mcp,
+        };
+        problems.extend(config.semantic_problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+fn read_oauth(reader: &mut KeyReader<'_, '_>) -> Option<OAuthConfig> {
+    Some(OAuthConfig {
+        access_token_ttl: reader.read_duration("oauth.access_token_ttl")?,
+        refresh_token_ttl: reader.read_duration("oauth.refresh_token_ttl")?,
+        refresh_grace: reader.read_duration("oauth.refresh_grace")?,
+        code_ttl: reader.read_duration("oauth.code_ttl")?,
+        authorization_request_ttl: reader.read_duration("oauth.authorization_request_ttl")?,
+        owner_session_ttl: reader.read_duration("oauth.owner_session_ttl")?,
+        unused_client_ttl: reader.read_duration("oauth.unused_client_ttl")?,
+        custom_redirect_schemes: reader.read("oauth.custom_redirect_schemes")?,
+    })
+}
+
+fn read_limits(reader: &mut KeyReader<'_, '_>) -> Option<LimitsConfig> {
+    Some(LimitsConfig {
+        register_per_minute: reader.read("limits.register_per_minute")?,
+        authorize_per_minute: reader.read("limits.authorize_per_minute")?,
+        token_per_minute: reader.read("limits.token_per_minute")?,
+        login_per_minute: reader.read("limits.login_per_minute")?,
+        max_body_bytes: reader.read("limits.max_body_bytes")?,
+        request_timeout: reader.read_duration("limits.request_timeout")?,
+    })
+}
+
+/// Reads one key at a time, recording a problem instead of stopping at the first.
+struct KeyReader<'figment, 'problems> {
+    figment: &'figment Figment,
+    problems: &'problems mut Vec<ConfigProblem>,
+}
+
+impl KeyReader<'_, '_> {
+    fn read<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        match self.figment.extract_inner::<T>(key) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                let key_parts: Vec<&str> = key.split('.').collect();
+                for error in error {
+                    // Figment reports the extracted key after the path inside it
+                    // (`1.transport.targets`); put it first.
+                    let mut path: Vec<&str> = error.path.iter().map(String::as_str).collect();
+                    if path.ends_with(&key_parts) {
+                        path.truncate(path.len() - key_parts.len());
+                    }
+                    let mut full = key_parts.clone();
+                    full.extend(path);
+                    let source = error
+                        .metadata
+                        .as_ref()
+                        .map(|metadata| format!(" (from {})", metadata.name))
+                        .unwrap_or_default();
+                    self.problems.push(ConfigProblem {
+                        key: display_path(&full),
+                        message: format!("{}{source}", error.kind),
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    /// Reads a key that may be absent; `Some(None)` when it is.
+    fn read_optional<T: DeserializeOwned>(&mut self, key: &str) -> Option<Option<T>> {
+        if self.figment.find_value(key).is_err() {
+            return Some(None);
+        }
+        self.read(key).map(Some)
+    }
+
+    fn read_duration(&mut self, key: &str) -> Option<Duration> {
+        let text: String = self.read(key)?;
+        match humantime::parse_duration(&text) {
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                self.problems.push(ConfigProblem {
+                    key: key.to_owned(),
+                    message: format!(
+                        "`{text}` is not a duration such as `90s`, `10m` or `30d` ({error})"
+                    ),
+                });
+                None
+            }
+        }
+    }
+}
+
+fn figment_problems(error: figment::Error) -> Vec<ConfigProblem> {
+    error
+        .into_iter()
+        .map(|error| {
+            let source = error
+                .metadata
+                .as_ref()
+                .map(|metadata| format!(" (from {})", metadata.name))
+                .unwrap_or_default();
+            let path: Vec<&str> = error.path.iter().map(String::as_str).collect();
+            ConfigProblem {
+                key: display_path(&path),
+                message: format!("{}{source}", error.kind),
+            }
+        })
+        .collect()
+}
+
+/// `["targets", "1", "transport"]` as `targets[1].transport`.
+fn display_path(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        if part.bytes().all(|byte| byte.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn report_unknown_keys(
+    dict: &Dict,
+    known: Option<&Dict>,
+    prefix: &str,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let Some(known) = known else { return };
+    let known_names: BTreeSet<&str> = known.keys().map(String::as_str).collect();
+    for (name, value) in dict {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match known.get(name) {
+            None => problems.push(ConfigProblem {
+                key: path,
+                message: format!(
+                    "unknown key (known keys here: {})",
+                    known_names.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            }),
+            Some(Value::Dict(_, known_child)) => {
+                if let Value::Dict(_, child) = value {
+                    report_unknown_keys(child, Some(known_child), &path, problems);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The `refresh_token` grant (RFC 6749 §6) with rotation (OAuth 2.1 §4.3.1): the rotated token
+//! answers with the same sealed pair during the grace window, and a replay after it revokes
+//! the grant.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixSeconds;
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::{AuthServer, sealed};
+use crate::secrets;
+use crate::store::{ClientRecord, GrantRecord, RefreshRecord, Rotation};
+
+use super::{TokenResponse, new_refresh_token};
+
+/// The pair sealed for a rotated refresh token's grace window.
+#[derive(Serialize, Deserialize)]
+struct SealedPair {
+    access_token: String,
+    access_expires_at: UnixSeconds,
+    refresh_token: String,
+    scope: String,
+}
+
+impl AuthServer {
+    /// The `refresh_token` grant, with rotation. A rotated token keeps answering with the same
+    /// new pair during the grace window (until its successor is used, one minute at most by
+    /// default), because claude.ai has been seen refreshing one grant twice at once; a replay
+    /// after that revokes the whole grant (RFC 9700 §4.14.2).
+    #[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "refresh_token"))]
+    pub async fn refresh(
+        &self,
+        client: &ClientRecord,
+        refresh_token: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let presented = refresh_token.ok_or(OAuthError::rejected(
+            ErrorCode::InvalidRequest,
+            "refresh_token is required",
+        ))?;
+        self.check_resource(resource)?;
+        let invalid = |description| OAuthError::rejected(ErrorCode::InvalidGrant, description);
+        let hash = secrets::hash_secret(presented);
+        let now = self.now();
+        let record = self
+            .store()
+            .find_refresh_token(&hash)
+            .await?
+            .ok_or_else(|| invalid("refresh token is invalid"))?;
+        let grant = self.live_grant(&record.grant_id).await?;
+        if grant.client_id.as_deref() != Some(client.id.as_str()) {
+            return Err(invalid("refresh token was issued to another client"));
+        }
+        if record.expires_at <= now {
+            return Err(invalid("refresh token has expired"));
+        }
+        if record.rotated_at.is_none()
+            && let Some(response) = self
+                .rotate(&record, presented, &grant, &client.id, now)
+                .await?
+        {
+            return Ok(response);
+        }
+        // Already rotated (or a concurrent refresh just rotated it): answer from the grace
+        // window, or treat it as a stolen token.
+        let current = self
+            .store()
+            .find_refresh_token(&hash)
+            .await?
+            .ok_or_else(|| invalid("refresh token is invalid"))?;
+        let in_grace = current.grace_until.is_some_and(|until| until > now);
+        let pair = current
+            .grace_sealed
+            .filter(|_| in_grace)
+            .and_then(|sealed_pair| sealed::open(presented, &sealed_pair))
+            .and_then(|plain| serde_json::from_slice::<SealedPair>(&plain).ok());
+        match pair {
+            Some(pair) => {
+                tracing::info!(grant_id = %grant.id, "refresh retried within the grace window");
+                Ok(TokenResponse {
+                    access_token: pair.access_token,
+                    token_type: "Bearer".into(),
+                    expires_in: (pair.access_expires_at - now).max(0),
+                    refresh_token: pair.refresh_token,
+                    scope: pair.scope,
+                })
+            }
+            None => Err(self.revoke_after_replay(&grant.id, "refresh token").await),
+        }
+    }
+
+    async fn rotate(
+        &self,
+        record: &RefreshRecord,
+        presented: &str,
+        grant: &GrantRecord,
+        client_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Option<TokenResponse>, OAuthError> {
+        let (access_token, access_expires_at) =
+            self.mint_access_token(grant, client_id, now).await?;
+        let refresh_token = new_refresh_token();
+        let pair = SealedPair {
+            access_token: access_token.clone(),
+            access_expires_at,
+            refresh_token: refresh_token.clone(),
+            scope: grant.scope.clone(),
+        };
+        let plain = serde_json::to_vec(&pair).map_err(OAuthError::internal)?;
+        let grace_sealed =
+            sealed::seal(presented, &plain).ok_or_else(|| OAuthError::internal(SealError))?;
+        let rotation = Rotation {
+            successor: RefreshRecord {
+                hash: secrets::hash_secret(&refresh_token),
+                grant_id: grant.id.clone(),
+                created_at: now,
+                expires_at: now + self.settings().refresh_token_ttl,
+                rotated_at: None,
+                grace_until: None,
+                grace_sealed: None,
+            },
+            grace_until: now + self.settings().refresh_grace,
+            grace_sealed,
+        };
+        if !self
+            .store()
+            .rotate_refresh_token(&record.hash, &rotation, now)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.store().touch_client(client_id, now).await?;
+        tracing::info!(grant_id = %grant.id, "refresh token rotated");
+        Ok(Some(TokenResponse {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: access_expires_at - now,
+            refresh_token,
+            scope: grant.scope.clone(),
+        }))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot seal the refresh grace pair")]
+struct SealError;

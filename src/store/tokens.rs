@@ -1,0 +1,182 @@
+//! Authorization codes and refresh tokens, stored only as hashes: redeeming a code and
+//! rotating a refresh token are each one transaction, and losing the race counts as reuse.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::clock::UnixSeconds;
+use crate::store::{Store, StoreError};
+
+/// A stored authorization code (only its hash).
+#[derive(Debug, Clone)]
+pub struct CodeRecord {
+    /// SHA-256 of the code.
+    pub hash: String,
+    /// The grant the code redeems into.
+    pub grant_id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI it was issued for.
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// Expiry.
+    pub expires_at: UnixSeconds,
+    /// When it was redeemed, if it was.
+    pub used_at: Option<UnixSeconds>,
+}
+
+/// A stored refresh token (only its hash).
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token.
+    pub hash: String,
+    /// The grant it belongs to.
+    pub grant_id: String,
+    /// Issue time.
+    pub created_at: UnixSeconds,
+    /// Expiry.
+    pub expires_at: UnixSeconds,
+    /// When it was exchanged for a successor.
+    pub rotated_at: Option<UnixSeconds>,
+    /// The end of the grace window in which it still answers with its successor pair.
+    pub grace_until: Option<UnixSeconds>,
+    /// The successor pair, sealed under a key only this token's holder can derive.
+    pub grace_sealed: Option<Vec<u8>>,
+}
+
+/// The successor written when a refresh token rotates.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The new token row.
+    pub successor: RefreshRecord,
+    /// The end of the old token's grace window.
+    pub grace_until: UnixSeconds,
+    /// The new pair, sealed for the old token's holder.
+    pub grace_sealed: Vec<u8>,
+}
+
+impl Store {
+    /// Finds an authorization code by its hash.
+    pub async fn find_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM authorization_codes WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(CodeRecord {
+                hash: row.try_get("hash")?,
+                grant_id: row.try_get("grant_id")?,
+                client_id: row.try_get("client_id")?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                code_challenge: row.try_get("code_challenge")?,
+                expires_at: row.try_get("expires_at")?,
+                used_at: row.try_get("used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a code used and stores the first refresh token of its grant, atomically.
+    /// Returns false when the code had already been used (a concurrent redemption won).
+    pub async fn redeem_code(
+        &self,
+        code_hash: &str,
+        refresh: &RefreshRecord,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let result = sqlx::query(
+            "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .execute(&mut *transaction)
+        .await?;
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_refresh(&mut transaction, refresh).await?;
+        sqlx::query("UPDATE clients SET last_used_at = ? WHERE id = (SELECT client_id FROM authorization_codes WHERE hash = ?)")
+            .bind(now)
+            .bind(code_hash)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Finds a refresh token by its hash.
+    pub async fn find_refresh_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| refresh_from_row(&row)).transpose()
+    }
+
+    /// Rotates `old_hash` into `rotation.successor`. The first use of the successor also
+    /// closes the grace window of the token before it. Returns false when `old_hash` had
+    /// already rotated (a concurrent refresh won), in which case nothing is written.
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        rotation: &Rotation,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let result = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, grace_until = ?, grace_sealed = ?
+             WHERE hash = ? AND rotated_at IS NULL",
+        )
+        .bind(now)
+        .bind(&rotation.successor.hash)
+        .bind(rotation.grace_until)
+        .bind(&rotation.grace_sealed)
+        .bind(old_hash)
+        .execute(&mut *transaction)
+        .await?;
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // The holder has moved on to this token, so its predecessor's retry window ends.
+        sqlx::query("UPDATE refresh_tokens SET grace_until = NULL, grace_sealed = NULL WHERE successor_hash = ?")
+            .bind(old_hash)
+            .execute(&mut *transaction)
+            .await?;
+        insert_refresh(&mut transaction, &rotation.successor).await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+}
+
+async fn insert_refresh(
+    transaction: &mut sqlx::SqliteConnection,
+    refresh: &RefreshRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, grant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&refresh.hash)
+    .bind(&refresh.grant_id)
+    .bind(refresh.created_at)
+    .bind(refresh.expires_at)
+    .execute(transaction)
+    .await?;
+    Ok(())
+}
+
+fn refresh_from_row(row: &SqliteRow) -> Result<RefreshRecord, StoreError> {
+    Ok(RefreshRecord {
+        hash: row.try_get("hash")?,
+        grant_id: row.try_get("grant_id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        rotated_at: row.try_get("rotated_at")?,
+        grace_until: row.try_get("grace_until")?,
+        grace_sealed: row.try_get("grace_sealed")?,
+    })
+}

@@ -1,0 +1,96 @@
+//! The Telegram transport against the fake Bot API, one file per concern: `delivery` (text,
+//! parts, buttons, faults), `replies` (correlation, commands, buttons, strangers, restarts,
+//! conflicts), `webhook`, and `approval` (owner approval in Telegram, `telegram check`). Here:
+//! the gateways and steps they share.
+
+mod approval;
+mod delivery;
+mod replies;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_gateway::app::App;
+use nexus_gateway::clock::SystemClock;
+use nexus_gateway::config::{ApprovalMode, Config, PublicUrl, TelegramConfig, TelegramMode};
+use nexus_gateway::queue::message::MessageStatus;
+use nexus_gateway::queue::{SendRequest, Sent as Queued};
+use nexus_gateway::transport::telegram::api::TelegramError;
+use nexus_gateway::transport::telegram::delivery::{Delivery, DeliveryProgress, deliver_one};
+use nexus_gateway::transport::telegram::receive::{PollError, poll_once};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::fake_telegram::{
+    AGENT_USER, BOT_TOKEN, FakeTelegram, Fault, OWNER_USER, TASK_CHAT, bot_target,
+};
+use crate::support::{
+    Lifecycle, McpClient, McpUser, Pkce, TestApp, call_tool_ok, hidden_field, redirect_params,
+    spawn_app_with, spawn_in,
+};
+
+/// A served gateway whose only target is the fake bot, with its workers running.
+async fn spawn_with_bot(fake: &FakeTelegram, adjust: impl FnOnce(&mut TelegramConfig)) -> TestApp {
+    spawn_app_with(|config| bot_target(config, fake, adjust)).await
+}
+
+/// A built but not served gateway: no workers run, so tests drive single steps.
+async fn built_with_bot(fake: &FakeTelegram) -> (App, TempDir) {
+    let data_dir = TempDir::new().expect("temp dir");
+    let mut config = Config {
+        data_dir: data_dir.path().to_path_buf(),
+        approval: ApprovalMode::Auto,
+        public_url: PublicUrl::parse("http://127.0.0.1:9").expect("url"),
+        ..Config::default()
+    };
+    bot_target(&mut config, fake, |_| {});
+    let app = App::build_with_clock(config, Arc::new(SystemClock))
+        .await
+        .expect("app builds");
+    (app, data_dir)
+}
+
+async fn queue_task(app: &App, text: &str, urgent: bool) -> String {
+    let request = SendRequest {
+        content: text.into(),
+        target: None,
+        urgent,
+        sender: "c_test".into(),
+    };
+    match app.state().queue.send(request).await.expect("queued") {
+        Queued::Queued { id, .. } => id,
+        Queued::Duplicate { .. } => panic!("unexpected duplicate"),
+    }
+}
+
+async fn client(app: &TestApp) -> McpClient {
+    app.mcp_client(
+        &app.access_token("tasks:read tasks:write").await,
+        Lifecycle::Initialize,
+    )
+    .await
+}
+
+async fn send(client: &McpClient, text: &str) -> String {
+    client.send_task(text).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// The updates of `task_id` as (status, content).
+async fn task_updates(client: &McpClient, task_id: &str) -> Vec<(Value, Value)> {
+    let detail = call_tool_ok(client, "get_message", json!({"id": task_id})).await;
+    detail["updates"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .map(|update| (update["status"].clone(), update["content"].clone()))
+        .collect()
+}
+
+fn tag(task_id: &str) -> String {
+    format!("#{}", &task_id[..8])
+}
