@@ -33,6 +33,7 @@ pub struct WaitingPage<'a> {
     pub client_name: &'a str,
     pub redirect_host: &'a str,
     pub refresh_url: &'a str,
+    pub pairing_code: &'a str,
 }
 
 #[derive(Template)]

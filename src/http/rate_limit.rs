@@ -45,9 +45,12 @@ type GlobalLimiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMidd
 const FREE_LOGIN_FAILURES: u32 = 3;
 /// The longest lock-out after wrong passphrases.
 const MAX_LOGIN_LOCKOUT: Duration = Duration::from_secs(15 * 60);
-/// Login attempts per minute from everyone together: a brute force spread over many
-/// addresses still meets this.
+/// Passphrase checks per minute from everyone together: a brute force spread over many
+/// addresses still meets this. Only checks that run (argon2) spend it, and browsers the owner
+/// logged in from before skip it, so a flood cannot lock the owner out.
 const GLOBAL_LOGINS_PER_MINUTE: u32 = 30;
+/// Telegram prompts per minute from everyone together: each one buzzes the owner's phone.
+const GLOBAL_TELEGRAM_ASKS_PER_MINUTE: u32 = 6;
 
 /// The gateway's rate limiters.
 #[derive(Debug)]
@@ -57,7 +60,9 @@ pub struct RateLimits {
     authorize: KeyedLimiter,
     token: KeyedLimiter,
     login: KeyedLimiter,
+    telegram_ask: KeyedLimiter,
     all_logins: GlobalLimiter,
+    all_telegram_asks: GlobalLimiter,
     login_failures: Mutex<HashMap<IpAddr, LoginFailures>>,
 }
 
@@ -77,8 +82,11 @@ pub enum Limit {
     Authorize,
     /// `/token` and `/revoke`.
     Token,
-    /// The owner login form.
+    /// The owner login form (the per-address budget and the lock-out; the global budget is
+    /// `check_passphrase_budget`).
     Login,
+    /// Asking the owner in Telegram (per address, and a global cap).
+    TelegramAsk,
 }
 
 impl RateLimits {
@@ -99,8 +107,13 @@ impl RateLimits {
             authorize: per_minute(limits.authorize_per_minute),
             token: per_minute(limits.token_per_minute),
             login: per_minute(limits.login_per_minute),
+            telegram_ask: per_minute(limits.login_per_minute),
             all_logins: RateLimiter::direct_with_clock(
                 quota(GLOBAL_LOGINS_PER_MINUTE),
+                clock.clone(),
+            ),
+            all_telegram_asks: RateLimiter::direct_with_clock(
+                quota(GLOBAL_TELEGRAM_ASKS_PER_MINUTE),
                 clock.clone(),
             ),
             login_failures: Mutex::new(HashMap::new()),
@@ -112,25 +125,39 @@ impl RateLimits {
         governor::clock::Clock::now(&self.clock)
     }
 
-    /// Takes one request from `ip`'s budget; `Err(wait)` when it is spent.
+    /// Takes one request from `ip`'s budget; `Err(wait)` when it is spent. A locked-out
+    /// address is refused before anything is spent.
     pub fn check(&self, limit: Limit, ip: IpAddr) -> Result<(), Duration> {
         let ip = bucket(ip);
+        if matches!(limit, Limit::Login) {
+            self.login_lockout(ip)?;
+        }
         let limiter = match limit {
             Limit::Register => &self.register,
             Limit::Authorize => &self.authorize,
             Limit::Token => &self.token,
             Limit::Login => &self.login,
+            Limit::TelegramAsk => &self.telegram_ask,
         };
         let now = self.now();
         limiter
             .check_key(&ip)
             .map_err(|not_until| not_until.wait_time_from(now))?;
-        if matches!(limit, Limit::Login) {
-            self.all_logins
+        if matches!(limit, Limit::TelegramAsk) {
+            self.all_telegram_asks
                 .check()
                 .map_err(|not_until| not_until.wait_time_from(now))?;
         }
-        self.login_lockout(limit, ip)
+        Ok(())
+    }
+
+    /// Takes one passphrase check from the global budget; call it only when the check (argon2)
+    /// is about to run, and not for a browser the owner logged in from before.
+    pub fn check_passphrase_budget(&self) -> Result<(), Duration> {
+        let now = self.now();
+        self.all_logins
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(now))
     }
 
     /// Records a wrong passphrase from `ip`: after a few, each one doubles the lock-out.
@@ -160,6 +187,7 @@ impl RateLimits {
         self.authorize.retain_recent();
         self.token.retain_recent();
         self.login.retain_recent();
+        self.telegram_ask.retain_recent();
         let now = self.now();
         self.failures().retain(|_, entry| {
             entry
@@ -168,10 +196,7 @@ impl RateLimits {
         });
     }
 
-    fn login_lockout(&self, limit: Limit, ip: IpAddr) -> Result<(), Duration> {
-        if !matches!(limit, Limit::Login) {
-            return Ok(());
-        }
+    fn login_lockout(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = self.now();
         match self
             .failures()
@@ -261,18 +286,54 @@ mod tests {
     }
 
     #[test]
-    fn logins_have_a_global_budget_across_addresses() {
-        let (limits, _) = limits_with(LimitsConfig::default());
-        let mut refused = 0;
-        for host in 0..100u8 {
-            if limits
-                .check(Limit::Login, IpAddr::from([10, 0, 0, host]))
-                .is_err()
-            {
-                refused += 1;
-            }
-        }
+    fn passphrase_checks_have_a_global_budget_across_addresses() {
+        let (limits, clock) = limits_with(LimitsConfig::default());
+        let refused = (0..100)
+            .filter(|_| limits.check_passphrase_budget().is_err())
+            .count();
         assert_eq!(refused, 100 - GLOBAL_LOGINS_PER_MINUTE as usize);
+        clock.advance(60);
+        assert!(limits.check_passphrase_budget().is_ok());
+    }
+
+    #[test]
+    fn a_locked_out_address_spends_no_budget() {
+        let (limits, _) = limits_with(LimitsConfig {
+            login_per_minute: 4,
+            ..LimitsConfig::default()
+        });
+        let ip: IpAddr = "192.0.2.6".parse().expect("ip");
+        for _ in 0..FREE_LOGIN_FAILURES {
+            limits.record_login_failure(ip);
+        }
+        for _ in 0..10 {
+            assert!(limits.check(Limit::Login, ip).is_err(), "locked out");
+        }
+        limits.record_login_success(ip);
+        // The refusals spent nothing: the per-address budget is whole.
+        for _ in 0..4 {
+            assert!(limits.check(Limit::Login, ip).is_ok());
+        }
+    }
+
+    #[test]
+    fn telegram_asks_have_their_own_budget_and_a_global_cap() {
+        let (limits, _) = limits_with(LimitsConfig::default());
+        let asked = (0..20u8)
+            .filter(|host| {
+                limits
+                    .check(Limit::TelegramAsk, IpAddr::from([10, 0, 1, *host]))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(asked, GLOBAL_TELEGRAM_ASKS_PER_MINUTE as usize);
+        // Asks spent nothing of the login budgets.
+        assert!(
+            limits
+                .check(Limit::Login, IpAddr::from([10, 0, 1, 0]))
+                .is_ok()
+        );
+        assert!(limits.check_passphrase_budget().is_ok());
     }
 
     #[test]

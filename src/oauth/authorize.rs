@@ -7,7 +7,6 @@ use url::Url;
 
 use crate::oauth::client::{redirect_host, redirect_uri_matches};
 use crate::oauth::error::{AuthorizeError, ErrorCode};
-use crate::oauth::owner::{self, consent_csrf_token};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce};
 use crate::secrets;
@@ -120,13 +119,23 @@ impl AuthServer {
             },
         };
 
-        // Phase 2: everything else is reported to the client on its redirect URI.
+        // Phase 2: everything else is reported to the client on its redirect URI, once the
+        // owner has approved that client at least once. Registration is open, so a client
+        // nobody approved could otherwise use our errors to redirect anywhere it registered
+        // (RFC 9700 §4.11.2): its errors are a page.
         let state = request.state.clone();
-        let fail = |code: ErrorCode, description: &'static str| AuthorizeError::Redirect {
-            redirect_uri: redirect_uri.clone(),
-            state: state.clone(),
-            code,
-            description,
+        let approved_before = client.authorized_at.is_some();
+        let fail = |code: ErrorCode, description: &'static str| {
+            if approved_before {
+                AuthorizeError::Redirect {
+                    redirect_uri: redirect_uri.clone(),
+                    state: state.clone(),
+                    code,
+                    description,
+                }
+            } else {
+                AuthorizeError::Page(description)
+            }
         };
         if request.has_duplicate_parameter {
             return Err(fail(
@@ -249,43 +258,6 @@ impl AuthServer {
         Ok(request.is_some_and(|request| {
             secrets::constant_time_eq(&request.csrf_hash, &secrets::hash_secret(csrf))
         }))
-    }
-
-    /// Checks the owner's passphrase and opens a session; `None` when it is wrong.
-    pub async fn log_in_owner(
-        &self,
-        passphrase: &str,
-    ) -> Result<Option<OwnerSession>, AuthorizeError> {
-        let Some(stored) = self.store().owner_password_hash().await? else {
-            return Ok(None);
-        };
-        let Ok(_permit) = self.passphrase_checks().acquire().await else {
-            return Ok(None);
-        };
-        if !owner::verify_passphrase(passphrase.to_owned(), stored).await {
-            return Ok(None);
-        }
-        let token = secrets::random_token();
-        let now = self.now();
-        let max_age = self.settings().owner_session_ttl;
-        self.store()
-            .insert_owner_session(&secrets::hash_secret(&token), now, now + max_age)
-            .await?;
-        tracing::info!("owner logged in");
-        Ok(Some(OwnerSession { token, max_age }))
-    }
-
-    /// Whether an owner session cookie is live.
-    pub async fn owner_session_is_live(&self, session_token: &str) -> Result<bool, AuthorizeError> {
-        Ok(self
-            .store()
-            .owner_session_is_live(&secrets::hash_secret(session_token), self.now())
-            .await?)
-    }
-
-    /// The consent form's CSRF token for this session and request.
-    pub fn consent_csrf(&self, session_token: &str, request_id: &str) -> String {
-        consent_csrf_token(session_token, request_id)
     }
 
     /// Carries out the owner's decision, returning the redirect to send the browser to.

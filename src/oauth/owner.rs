@@ -1,10 +1,11 @@
-//! The owner's passphrase (argon2id, hashed off the async runtime), generated passphrases,
-//! and the CSRF token of the consent form, which is bound to the owner's session so a
-//! request id alone cannot be approved from another site.
+//! The owner: the passphrase (argon2id, hashed off the async runtime), generated passphrases,
+//! login sessions and remembered browsers, and the CSRF token of the consent form, which is
+//! bound to the owner's session so a request id alone cannot be approved from another site.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
+use crate::oauth::OwnerSession;
 use crate::secrets;
 
 /// The alphabet of generated passphrases: no look-alike characters.
@@ -81,7 +82,86 @@ mod tests {
 /// The shortest passphrase the owner may set.
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 
+/// How long a browser the owner logged in from is remembered.
+const DEVICE_SECONDS: i64 = 90 * 24 * 3600;
+
 impl crate::oauth::AuthServer {
+    /// Checks the owner's passphrase and opens a session; `None` when it is wrong.
+    pub async fn log_in_owner(
+        &self,
+        passphrase: &str,
+    ) -> Result<Option<OwnerSession>, crate::oauth::error::AuthorizeError> {
+        let Some(stored) = self.store().owner_password_hash().await? else {
+            return Ok(None);
+        };
+        let Ok(_permit) = self.passphrase_checks().acquire().await else {
+            return Ok(None);
+        };
+        if !verify_passphrase(passphrase.to_owned(), stored).await {
+            return Ok(None);
+        }
+        let token = secrets::random_token();
+        let now = self.now();
+        let max_age = self.settings().owner_session_ttl;
+        self.store()
+            .insert_owner_session(&secrets::hash_secret(&token), now, now + max_age)
+            .await?;
+        tracing::info!("owner logged in");
+        Ok(Some(OwnerSession { token, max_age }))
+    }
+
+    /// Whether an owner session cookie is live.
+    pub async fn owner_session_is_live(
+        &self,
+        session_token: &str,
+    ) -> Result<bool, crate::oauth::error::AuthorizeError> {
+        Ok(self
+            .store()
+            .owner_session_is_live(&secrets::hash_secret(session_token), self.now())
+            .await?)
+    }
+
+    /// The consent form's CSRF token for this session and request.
+    pub fn consent_csrf(&self, session_token: &str, request_id: &str) -> String {
+        consent_csrf_token(session_token, request_id)
+    }
+
+    /// Remembers this browser as one the owner logs in from; returns the device cookie value
+    /// and its lifetime in seconds. Remembered browsers skip the global login budget.
+    pub async fn remember_owner_device(
+        &self,
+    ) -> Result<(String, i64), crate::oauth::error::AuthorizeError> {
+        let token = secrets::random_token();
+        let now = self.now();
+        self.store()
+            .insert_owner_device(&secrets::hash_secret(&token), now, now + DEVICE_SECONDS)
+            .await?;
+        Ok((token, DEVICE_SECONDS))
+    }
+
+    /// Whether a device cookie belongs to a browser the owner logged in from.
+    pub async fn is_owner_device(
+        &self,
+        device_token: &str,
+    ) -> Result<bool, crate::oauth::error::AuthorizeError> {
+        Ok(self
+            .store()
+            .owner_device_is_known(&secrets::hash_secret(device_token), self.now())
+            .await?)
+    }
+
+    /// Ends an owner session: each consent decision needs a fresh login, so one click lured
+    /// from another site cannot approve a second request with a session still open.
+    pub async fn end_owner_session(
+        &self,
+        session_token: &str,
+    ) -> Result<(), crate::oauth::error::AuthorizeError> {
+        Ok(self
+            .store()
+            .delete_owner_session(&secrets::hash_secret(session_token))
+            .await?)
+    }
+
     /// Makes sure the owner can log in: when no passphrase is set, generates one, stores its
     /// hash and returns it so the caller can show it once.
     pub async fn ensure_owner_credential(

@@ -1,4 +1,5 @@
-//! Remote approvals: an authorization request the owner answers in another channel.
+//! Remote approvals: an authorization request the owner answers in another channel. One ask
+//! per request: a request asked once (and a decision made once) is never reset.
 
 use sqlx::Row;
 
@@ -6,20 +7,62 @@ use crate::clock::UnixSeconds;
 use crate::store::{Store, StoreError};
 
 impl Store {
-    /// Asks (again) for a remote decision on `request_id`, replacing an earlier token.
+    /// Asks for a remote decision on `request_id`; false when it was asked already (whatever
+    /// became of it), so a request is asked at most once and a decision is never reset.
     pub async fn insert_remote_approval(
         &self,
         request_id: &str,
         token_hash: &str,
+        code_hash: &str,
         expires_at: UnixSeconds,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR REPLACE INTO remote_approvals (request_id, token_hash, decision, expires_at) VALUES (?, ?, NULL, ?)")
-            .bind(request_id)
-            .bind(token_hash)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO remote_approvals (request_id, token_hash, code_hash, decision, expires_at)
+             VALUES (?, ?, ?, NULL, ?) ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(request_id)
+        .bind(token_hash)
+        .bind(code_hash)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// The live, undecided remote approvals: (request id, pairing-code hash).
+    pub async fn undecided_remote_approvals(
+        &self,
+        now: UnixSeconds,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, code_hash FROM remote_approvals
+             WHERE decision IS NULL AND expires_at > ? AND code_hash IS NOT NULL",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("request_id")?, row.try_get("code_hash")?)))
+            .collect()
+    }
+
+    /// Approves the live, undecided remote approval of `request_id`; false when there is none.
+    pub async fn approve_remote_request(
+        &self,
+        request_id: &str,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE remote_approvals SET decision = 'approved'
+             WHERE request_id = ? AND decision IS NULL AND expires_at > ?",
+        )
+        .bind(request_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     /// Records the decision for the live, undecided approval with this token; returns its

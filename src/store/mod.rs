@@ -105,6 +105,7 @@ impl Store {
             "DELETE FROM refresh_tokens WHERE expires_at <= ?",
             "DELETE FROM revoked_tokens WHERE expires_at <= ?",
             "DELETE FROM owner_sessions WHERE expires_at <= ?",
+            "DELETE FROM owner_devices WHERE expires_at <= ?",
             // Telegram keeps updates for 24 hours; two days of memory covers any redelivery.
             "DELETE FROM transport_seen WHERE seen_at <= ? - 172800",
         ] {

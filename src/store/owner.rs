@@ -32,6 +32,10 @@ impl Store {
         sqlx::query("DELETE FROM owner_sessions")
             .execute(&mut *transaction)
             .await?;
+        // A new passphrase is often a response to a compromise: forget the remembered browsers.
+        sqlx::query("DELETE FROM owner_devices")
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -60,6 +64,47 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM owner_sessions WHERE hash = ? AND expires_at > ?)",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<bool, _>(0)?)
+    }
+
+    /// Ends an owner session (after the decision it was opened for).
+    pub async fn delete_owner_session(&self, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM owner_sessions WHERE hash = ?")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Remembers a browser the owner logged in from (by the hash of its device cookie).
+    pub async fn insert_owner_device(
+        &self,
+        hash: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO owner_devices (hash, created_at, expires_at) VALUES (?, ?, ?)")
+            .bind(hash)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a device cookie belongs to a browser the owner logged in from.
+    pub async fn owner_device_is_known(
+        &self,
+        hash: &str,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM owner_devices WHERE hash = ? AND expires_at > ?)",
         )
         .bind(hash)
         .bind(now)

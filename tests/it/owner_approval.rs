@@ -10,14 +10,59 @@ async fn password_app() -> TestApp {
     spawn_app_with(|config| config.approval = ApprovalMode::Password).await
 }
 
+/// A browser: its cookies (name, value) go with every request it makes.
 struct Browser<'a> {
     app: &'a TestApp,
-    cookie: Option<String>,
+    cookies: Vec<(String, String)>,
+    /// The address the trusted proxy reports for this browser, if any.
+    address: Option<String>,
 }
 
 impl<'a> Browser<'a> {
     fn new(app: &'a TestApp) -> Self {
-        Self { app, cookie: None }
+        Self {
+            app,
+            cookies: Vec::new(),
+            address: None,
+        }
+    }
+
+    /// A browser behind the trusted proxy at `address`.
+    fn at(app: &'a TestApp, address: &str) -> Self {
+        Self {
+            address: Some(address.to_owned()),
+            ..Self::new(app)
+        }
+    }
+
+    /// A request to `path` carrying this browser's cookies.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.app.http.request(method, self.app.url(path));
+        if let Some(address) = &self.address {
+            request = request.header("x-forwarded-for", address);
+        }
+        if self.cookies.is_empty() {
+            return request;
+        }
+        let header = self
+            .cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        request.header("cookie", header)
+    }
+
+    /// Keeps the cookies a response sets.
+    fn remember(&mut self, response: &reqwest::Response) {
+        for set_cookie in response.headers().get_all("set-cookie") {
+            let set_cookie = set_cookie.to_str().expect("ascii");
+            let pair = set_cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.cookies.retain(|(kept, _)| kept != name);
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
     }
 
     async fn open_authorize(
@@ -27,11 +72,11 @@ impl<'a> Browser<'a> {
         state: &str,
     ) -> reqwest::Response {
         let query = self.app.authorize_query(client, pkce, state);
-        let mut request = self.app.http.get(self.app.url("/authorize")).query(&query);
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        request.send().await.expect("authorize")
+        self.request(reqwest::Method::GET, "/authorize")
+            .query(&query)
+            .send()
+            .await
+            .expect("authorize")
     }
 
     async fn log_in(&mut self, page: &str, passphrase: &str) -> reqwest::Response {
@@ -41,42 +86,32 @@ impl<'a> Browser<'a> {
             ("passphrase", passphrase.into()),
         ];
         let response = self
-            .app
-            .http
-            .post(self.app.url("/authorize/login"))
+            .request(reqwest::Method::POST, "/authorize/login")
             .form(&form)
             .send()
             .await
             .expect("login");
-        if let Some(set_cookie) = response.headers().get("set-cookie") {
-            let set_cookie = set_cookie.to_str().expect("ascii");
-            self.cookie = set_cookie.split(';').next().map(str::to_owned);
-        }
+        self.remember(&response);
         response
     }
 
     async fn get(&self, location: &str) -> reqwest::Response {
-        let mut request = self.app.http.get(self.app.url(location));
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        request.send().await.expect("get")
+        self.request(reqwest::Method::GET, location)
+            .send()
+            .await
+            .expect("get")
     }
 
     async fn decide(&self, request_id: &str, csrf: &str, decision: &str) -> reqwest::Response {
-        let mut request = self
-            .app
-            .http
-            .post(self.app.url("/authorize/decision"))
+        self.request(reqwest::Method::POST, "/authorize/decision")
             .form(&[
                 ("request_id", request_id),
                 ("csrf", csrf),
                 ("decision", decision),
-            ]);
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        request.send().await.expect("decision")
+            ])
+            .send()
+            .await
+            .expect("decision")
     }
 
     /// Logs in from a fresh /authorize and returns the consent page's HTML.
@@ -174,14 +209,43 @@ async fn the_owner_logs_in_approves_and_the_client_gets_tokens() {
     let tokens = app.exchange(&client, &params["code"], &pkce).await;
     assert_eq!(tokens.status(), StatusCode::OK);
 
-    // The owner's session carries over: the next request goes straight to consent.
+    // One session, one decision: the next request asks for the passphrase again, so a click
+    // lured from another site cannot ride a session still open (DoubleClickjacking).
     let second = browser
         .open_authorize(&client, &Pkce::new(), "again")
         .await
         .text()
         .await
         .expect("html");
-    assert!(second.contains("Allow Test Client?"));
+    assert!(!second.contains("Allow Test Client?"));
+    assert!(second.contains("name=\"passphrase\""));
+}
+
+#[tokio::test]
+async fn a_cross_site_navigation_asks_for_the_passphrase_even_with_a_session() {
+    let app = password_app().await;
+    let client = app.register_client("none").await;
+    let mut browser = Browser::new(&app);
+    // Logged in, consent not yet given: the session is live.
+    browser.reach_consent(&client, &Pkce::new(), "a").await;
+    let pkce = Pkce::new();
+    let query = app.authorize_query(&client, &pkce, "b");
+    let open = |site: &'static str| {
+        browser
+            .request(reqwest::Method::GET, "/authorize")
+            .query(&query)
+            .header("sec-fetch-site", site)
+    };
+    let cross = open("cross-site").send().await.expect("authorize");
+    let cross = cross.text().await.expect("html");
+    assert!(cross.contains("name=\"passphrase\"") && !cross.contains("Allow Test Client?"));
+    let same = open("same-origin").send().await.expect("authorize");
+    assert!(
+        same.text()
+            .await
+            .expect("html")
+            .contains("Allow Test Client?")
+    );
 }
 
 #[tokio::test]
@@ -203,8 +267,9 @@ async fn denial_redirects_with_access_denied_and_answers_cannot_be_replayed() {
     );
     assert_eq!(params.get("state").map(String::as_str), Some("st"));
     assert!(!params.contains_key("code"));
+    // The decision ended the session, so a replayed form is refused before it is looked at.
     let replay = browser.decide(&request_id, &csrf, "approve").await;
-    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
     assert!(replay.headers().get("location").is_none());
 }
 
@@ -359,5 +424,107 @@ async fn the_operator_can_change_the_passphrase() {
     assert!(
         !String::from_utf8_lossy(&stored).contains("correct horse battery staple"),
         "only the argon2id hash is stored"
+    );
+}
+
+/// A password-mode gateway behind a proxy on 127.0.0.1, so tests can speak from many addresses.
+async fn proxied_password_app() -> TestApp {
+    spawn_app_with(|config| {
+        config.approval = ApprovalMode::Password;
+        config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wrong_passphrases_from_three_addresses_do_not_lock_the_owner_out() {
+    let app = proxied_password_app().await;
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    for address in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let mut attacker = Browser::at(&app, address);
+        let page = attacker
+            .open_authorize(&client, &pkce, "x")
+            .await
+            .text()
+            .await
+            .expect("html");
+        for _ in 0..10 {
+            attacker.log_in(&page, "not the passphrase").await;
+        }
+    }
+    // Locked-out addresses spent nothing of the global budget: the owner gets in.
+    let mut owner = Browser::at(&app, "127.0.0.5");
+    let page = owner
+        .open_authorize(&client, &pkce, "o")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let passphrase = app.owner_passphrase.clone().expect("passphrase");
+    assert_eq!(
+        owner.log_in(&page, &passphrase).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_browser_the_owner_used_before_gets_in_when_the_global_budget_is_spent() {
+    let app = proxied_password_app().await;
+    let client = app.register_client("none").await;
+    let passphrase = app.owner_passphrase.clone().expect("passphrase");
+    let mut owner = Browser::at(&app, "127.0.1.1");
+    let consent = owner.reach_consent(&client, &Pkce::new(), "first").await;
+    let decided = owner
+        .decide(
+            &hidden_field(&consent, "request_id"),
+            &hidden_field(&consent, "csrf"),
+            "approve",
+        )
+        .await;
+    assert_eq!(decided.status(), StatusCode::SEE_OTHER);
+    assert!(
+        owner.cookies.iter().any(|(name, _)| name == "nexus_device"),
+        "{:?}",
+        owner.cookies
+    );
+    // A guess from each of many addresses spends the global budget of passphrase checks.
+    let pkce = Pkce::new();
+    let mut refused = 0;
+    for host in 0..40u8 {
+        let mut attacker = Browser::at(&app, &format!("127.0.2.{host}"));
+        let page = attacker
+            .open_authorize(&client, &pkce, "x")
+            .await
+            .text()
+            .await
+            .expect("html");
+        if attacker.log_in(&page, "a guess").await.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 10, "the global budget held: {refused} refused");
+    let mut stranger = Browser::at(&app, "127.0.3.1");
+    let page = stranger
+        .open_authorize(&client, &pkce, "s")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        stranger.log_in(&page, &passphrase).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The owner's browser, now on another network, still gets in.
+    owner.address = Some("127.0.3.2".into());
+    let page = owner
+        .open_authorize(&client, &pkce, "again")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        owner.log_in(&page, &passphrase).await.status(),
+        StatusCode::SEE_OTHER
     );
 }

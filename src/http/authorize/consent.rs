@@ -78,7 +78,13 @@ pub async fn decision(State(state): State<AppState>, headers: HeaderMap, body: B
             );
         }
     };
-    match state.auth.decide(request_id, approved).await {
+    let decided = state.auth.decide(request_id, approved).await;
+    // One session, one decision: a second request needs the passphrase again, so a click
+    // lured from another site cannot ride a session that is still open.
+    if let Err(error) = state.auth.end_owner_session(&session).await {
+        tracing::warn!(error = %error, "cannot end the owner session");
+    }
+    match decided {
         Ok(location) => redirect(StatusCode::SEE_OTHER, &location),
         Err(error) => authorize_error(&state, error),
     }

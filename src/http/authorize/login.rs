@@ -1,14 +1,15 @@
-//! `POST /authorize/login`: the owner's passphrase, under the per-IP limit and lock-out; success
-//! sets the owner session cookie and moves on to the consent page.
+//! `POST /authorize/login`: the owner's passphrase, under the per-IP limit and lock-out and a
+//! global budget of passphrase checks (which browsers the owner logged in from before skip);
+//! success sets the owner session cookie (and remembers the browser) and moves on to consent.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{
-    SECURE_SESSION_COOKIE, SESSION_COOKIE, authorize_error, check_login_form, encode, error_page,
-    expired_page, form_fields, login_page, redirect,
+    OwnerCookie, authorize_error, check_login_form, encode, error_page, expired_page, form_fields,
+    login_page, owner_cookie, redirect, set_owner_cookie,
 };
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
@@ -17,7 +18,12 @@ use crate::http::paths;
 use crate::http::rate_limit::Limit;
 
 /// `POST /authorize/login`.
-pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_fields(&body);
     let (Some(request_id), Some(csrf)) = (form.get("request_id"), form.get("csrf")) else {
         return error_page(
@@ -35,7 +41,7 @@ pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: 
     if let Err(refused) = check_login_form(&state, request_id, csrf).await {
         return refused;
     }
-    if let Err(wait) = state.limits.check(Limit::Login, ip) {
+    let too_many = |wait| {
         let page = login_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
@@ -43,7 +49,19 @@ pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: 
             csrf,
             Some("Too many attempts. Wait a moment and try again."),
         );
-        return with_retry_after(page, wait);
+        with_retry_after(page, wait)
+    };
+    if let Err(wait) = state.limits.check(Limit::Login, ip) {
+        return too_many(wait);
+    }
+    // The global budget is for passphrase checks that run, and a browser the owner logged in
+    // from before skips it: a flood of wrong guesses from elsewhere cannot lock the owner out.
+    let known_device = match owner_cookie(&headers, OwnerCookie::Device, &state) {
+        Some(device) => state.auth.is_owner_device(&device).await.unwrap_or(false),
+        None => false,
+    };
+    if !known_device && let Err(wait) = state.limits.check_passphrase_budget() {
+        return too_many(wait);
     }
     let passphrase = form
         .get("passphrase")
@@ -60,21 +78,26 @@ pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: 
                     encode(request_id)
                 ),
             );
-            let cookie = if state.config.public_url.is_https() {
-                format!(
-                    "{SECURE_SESSION_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax; Secure",
-                    session.token, session.max_age
-                )
-            } else {
-                format!(
-                    "{SESSION_COOKIE}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax",
-                    session.token,
-                    paths::AUTHORIZE,
-                    session.max_age
-                )
-            };
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
+            set_owner_cookie(
+                &mut response,
+                &state,
+                OwnerCookie::Session,
+                &session.token,
+                session.max_age,
+            );
+            if !known_device {
+                match state.auth.remember_owner_device().await {
+                    Ok((device, max_age)) => set_owner_cookie(
+                        &mut response,
+                        &state,
+                        OwnerCookie::Device,
+                        &device,
+                        max_age,
+                    ),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot remember the owner's browser")
+                    }
+                }
             }
             response
         }

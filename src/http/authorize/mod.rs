@@ -29,21 +29,65 @@ use crate::config::ApprovalMode;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::PageError;
 use crate::http::pages::{ConsentPage, LoginPage, render};
+use crate::http::paths;
 use crate::http::rate_limit::Limit;
 use crate::oauth::error::AuthorizeError;
 use crate::oauth::{AuthorizationRequest, ConsentView};
 
-/// The owner session cookie over plain http (local use).
-const SESSION_COOKIE: &str = "nexus_owner";
-/// The owner session cookie over https: `__Host-` forbids a `Domain` and requires `Secure` and
-/// `Path=/`, so a sibling subdomain cannot plant a cookie that shadows it.
-const SECURE_SESSION_COOKIE: &str = "__Host-nexus_owner";
+/// The owner's cookies. Over https they are `__Host-` cookies: no `Domain`, `Secure` and
+/// `Path=/` are required, so a sibling subdomain cannot plant one that shadows ours.
+#[derive(Debug, Clone, Copy)]
+enum OwnerCookie {
+    /// The login session (minutes; ended at each decision).
+    Session,
+    /// A browser the owner logged in from (months; skips the global login budget).
+    Device,
+}
 
-fn session_cookie_name(state: &AppState) -> &'static str {
-    if state.config.public_url.is_https() {
-        SECURE_SESSION_COOKIE
+impl OwnerCookie {
+    fn name(self, https: bool) -> &'static str {
+        match (self, https) {
+            (Self::Session, true) => "__Host-nexus_owner",
+            (Self::Session, false) => "nexus_owner",
+            (Self::Device, true) => "__Host-nexus_device",
+            (Self::Device, false) => "nexus_device",
+        }
+    }
+}
+
+/// The value of one of the owner's cookies, if the browser sent it.
+fn owner_cookie(headers: &HeaderMap, cookie: OwnerCookie, state: &AppState) -> Option<String> {
+    let name = cookie.name(state.config.public_url.is_https());
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(cookie_name, _)| *cookie_name == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Sets one of the owner's cookies: HttpOnly, SameSite=Lax, and Secure on https.
+fn set_owner_cookie(
+    response: &mut Response,
+    state: &AppState,
+    cookie: OwnerCookie,
+    value: &str,
+    max_age: i64,
+) {
+    let https = state.config.public_url.is_https();
+    let name = cookie.name(https);
+    let text = if https {
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax; Secure")
     } else {
-        SESSION_COOKIE
+        format!(
+            "{name}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Lax",
+            paths::AUTHORIZE
+        )
+    };
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
 
@@ -89,9 +133,14 @@ pub async fn authorize(
         };
     }
     let view = pending.view;
+    // A navigation from another site (a lure, or a page that double-clicks the owner into
+    // Approve) always asks for the passphrase, even with a session open.
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes() == b"cross-site");
     match live_session(&state, &headers).await {
-        Some(session) => consent_page(&state, &view, &session),
-        None => login_page(&state, StatusCode::OK, &view, &pending.login_csrf, None),
+        Some(session) if !cross_site => consent_page(&state, &view, &session),
+        _ => login_page(&state, StatusCode::OK, &view, &pending.login_csrf, None),
     }
 }
 
@@ -175,22 +224,11 @@ fn authorize_error(state: &AppState, error: AuthorizeError) -> Response {
 }
 
 async fn live_session(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let token = session_cookie(headers, session_cookie_name(state))?;
+    let token = owner_cookie(headers, OwnerCookie::Session, state)?;
     match state.auth.owner_session_is_live(&token).await {
         Ok(true) => Some(token),
         _ => None,
     }
-}
-
-fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(cookie_name, _)| *cookie_name == name)
-        .map(|(_, value)| value.to_owned())
 }
 
 fn login_page(

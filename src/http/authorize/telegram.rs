@@ -1,9 +1,10 @@
-//! Approval in Telegram instead of a login here: the browser asks, the owner answers in the
-//! chat, and the waiting page refreshes until the decision is made.
+//! Approval in Telegram instead of a login here: the browser asks, the owner is prompted in
+//! the chat, and approves by sending the bot the pairing code this browser's waiting page
+//! shows (a tap alone can only deny). The page refreshes until the decision is made.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use super::{
@@ -16,12 +17,14 @@ use crate::http::pages::{WaitingPage, render};
 use crate::http::paths;
 use crate::http::rate_limit::Limit;
 use crate::oauth::ConsentView;
-use crate::oauth::remote_approval::RemoteDecision;
+use crate::oauth::remote_approval::{RemoteAsk, RemoteDecision, pairing_code};
+use crate::transport::telegram::approval::{self, Requester};
 
 /// `POST /authorize/telegram`: instead of logging in here, ask the owner in Telegram.
 pub async fn approve_in_telegram(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = form_fields(&body);
@@ -44,27 +47,57 @@ pub async fn approve_in_telegram(
     if let Err(refused) = check_login_form(&state, request_id, csrf).await {
         return refused;
     }
-    // Each ask messages the owner: the login limits keep a stranger from spamming them.
-    if let Err(wait) = state.limits.check(Limit::Login, ip) {
+    let wait_url = wait_url(request_id, csrf);
+    // One ask per request: asking again (after a Deny, say) shows where it stands and sends
+    // the owner nothing.
+    match state.auth.remote_decision(request_id).await {
+        Ok(RemoteDecision::Expired) => {}
+        Ok(_) => return redirect(StatusCode::SEE_OTHER, &wait_url),
+        Err(error) => return authorize_error(&state, error),
+    }
+    // Each ask messages the owner: a per-address budget and a global one keep strangers from
+    // flooding them (and from spending the owner's login budget).
+    if let Err(wait) = state.limits.check(Limit::TelegramAsk, ip) {
         return too_many_requests(&state, wait);
     }
-    let (token, view) = match state.auth.begin_remote_approval(request_id).await {
-        Ok(Some(started)) => started,
-        Ok(None) => return expired_page(&state),
+    let (deny_token, view, context) = match state.auth.begin_remote_approval(request_id, csrf).await
+    {
+        Ok(RemoteAsk::New {
+            deny_token,
+            view,
+            context,
+        }) => (deny_token, view, context),
+        Ok(RemoteAsk::AlreadyAsked(_)) => return redirect(StatusCode::SEE_OTHER, &wait_url),
+        Ok(RemoteAsk::Gone) => return expired_page(&state),
         Err(error) => return authorize_error(&state, error),
     };
+    let requester = Requester {
+        address: ip.to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok()),
+    };
     if let Err(error) =
-        crate::transport::telegram::approval::ask_owner(approver, &view, &token).await
+        approval::ask_owner(approver, &view, &deny_token, &context, &requester).await
     {
         tracing::warn!(error = %error, "cannot ask the owner in Telegram");
         return error_page(
             &state,
             StatusCode::BAD_GATEWAY,
             "Telegram could not be reached",
-            "Sign in with the owner passphrase instead, or try again.",
+            "Sign in with the owner passphrase instead.",
         );
     }
     waiting_page(&state, &view, csrf)
+}
+
+fn wait_url(request_id: &str, csrf: &str) -> String {
+    format!(
+        "{}?request_id={}&csrf={}",
+        paths::AUTHORIZE_TELEGRAM_WAIT,
+        encode(request_id),
+        encode(csrf)
+    )
 }
 
 /// `GET /authorize/telegram/wait?request_id=...&csrf=...`: refreshes until the owner answers.
@@ -105,17 +138,14 @@ pub async fn wait_for_telegram(
 }
 
 fn waiting_page(state: &AppState, view: &ConsentView, csrf: &str) -> Response {
-    let refresh_url = format!(
-        "{}?request_id={}&csrf={}",
-        paths::AUTHORIZE_TELEGRAM_WAIT,
-        encode(&view.request_id),
-        encode(csrf)
-    );
+    let refresh_url = wait_url(&view.request_id, csrf);
+    let code = pairing_code(csrf, &view.request_id);
     let page = WaitingPage {
         issuer: state.config.public_url.as_str(),
         client_name: &view.client_name,
         redirect_host: &view.redirect_host,
         refresh_url: &refresh_url,
+        pairing_code: &format!("{} {}", &code[..3], &code[3..]),
     };
     render(StatusCode::OK, &page, Some(&view.redirect_uri))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::oauth::remote_approval::parse_pairing_code;
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::store::MessageRecord;
@@ -67,6 +68,9 @@ pub async fn handle_update(target: &TelegramTarget, update: Update) -> Result<Ha
 }
 
 async fn handle_message(target: &TelegramTarget, message: Message) -> Result<Handled, QueueError> {
+    if let Some(handled) = handle_pairing_code(target, &message).await {
+        return Ok(handled);
+    }
     if message.chat.id != target.chat_id() {
         return Ok(Handled::Ignored("another chat"));
     }
@@ -119,6 +123,23 @@ async fn handle_message(target: &TelegramTarget, message: Message) -> Result<Han
         }
         Err(error) => Err(error),
     }
+}
+
+/// A pairing code the owner sent in their private chat with the bot approves the waiting
+/// request whose browser shows it. `None` when the message is not such a code (in a chat that
+/// is also the task chat, a reply to a task is always a task reply).
+async fn handle_pairing_code(target: &TelegramTarget, message: &Message) -> Option<Handled> {
+    let owner = target.config.owner_user_id?;
+    if message.chat.id != owner
+        || (message.chat.id == target.chat_id() && message.reply_to_message.is_some())
+    {
+        return None;
+    }
+    let code = message.text.as_deref().and_then(parse_pairing_code)?;
+    let sender = message.from.as_ref()?;
+    let reply = approval::handle_code(target, sender, &code).await?;
+    answer(target, message, &reply).await;
+    Some(Handled::Approval)
 }
 
 async fn handle_callback(

@@ -2,9 +2,17 @@
 
 use super::*;
 
+/// A client the owner has approved once (the test gateway approves automatically): only such a
+/// client's errors are redirected back to it.
+async fn approved_client(app: &TestApp) -> crate::support::TestClient {
+    let client = app.register_client("none").await;
+    app.obtain_code(&client, &Pkce::new()).await;
+    client
+}
+
 /// Runs /authorize with one parameter replaced (or removed with `None`) and returns the response.
 async fn authorize_with(app: &TestApp, change: (&str, Option<&str>)) -> reqwest::Response {
-    let client = app.register_client("none").await;
+    let client = approved_client(app).await;
     let pkce = Pkce::new();
     let mut query = app.authorize_query(&client, &pkce, "s1");
     query.retain(|(name, _)| *name != change.0);
@@ -66,13 +74,38 @@ async fn authorization_errors_after_the_client_is_known_go_back_to_the_client() 
 }
 
 async fn authorize_url(app: &TestApp) -> String {
-    let client = app.register_client("none").await;
+    let client = approved_client(app).await;
     let pkce = Pkce::new();
     let query = app.authorize_query(&client, &pkce, "s1");
     let encoded: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query.iter().map(|(n, v)| (*n, v.as_str())))
         .finish();
     app.url(&format!("/authorize?{encoded}"))
+}
+
+#[tokio::test]
+async fn a_client_nobody_approved_gets_its_errors_on_a_page_not_a_redirect() {
+    // Registration is open: redirecting its errors would make /authorize an open redirector
+    // to any URI a stranger registers (RFC 9700 §4.11.2).
+    let app = spawn_app().await;
+    let client = app.register_client("none").await;
+    let pkce = Pkce::new();
+    let mut query = app.authorize_query(&client, &pkce, "s1");
+    query.retain(|(name, _)| *name != "code_challenge");
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let response = app.authorize(&pairs).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("location").is_none());
+    assert!(
+        response
+            .text()
+            .await
+            .expect("html")
+            .contains("PKCE is required")
+    );
 }
 
 #[tokio::test]
