@@ -8,12 +8,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::{Host, Url};
 
-/// Longest redirect URI accepted.
-const MAX_REDIRECT_URI_LEN: usize = 2048;
-/// Most redirect URIs one client may register.
-const MAX_REDIRECT_URIS: usize = 10;
+/// Longest redirect URI accepted. Real clients' callbacks are short; registration is open and
+/// unauthenticated, so what a stranger can make us store is bounded.
+const MAX_REDIRECT_URI_LEN: usize = 512;
+/// Most redirect URIs one client may register (VS Code, the most, registers two).
+const MAX_REDIRECT_URIS: usize = 5;
 /// Longest free-text metadata value accepted.
 const MAX_TEXT_LEN: usize = 512;
+/// Most contacts one client may list.
+const MAX_CONTACTS: usize = 5;
+/// The most optional metadata (URIs, contacts, software ids) one client may store, in bytes.
+const MAX_OPTIONAL_METADATA_BYTES: usize = 2048;
 
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +115,7 @@ impl RegistrationRequest {
             return Err(RedirectUri("redirect_uris must list at least one URI"));
         }
         if redirect_uris.len() > MAX_REDIRECT_URIS {
-            return Err(RedirectUri("too many redirect_uris (at most 10)"));
+            return Err(RedirectUri("too many redirect_uris (at most 5)"));
         }
         for uri in &redirect_uris {
             check_redirect_uri(uri, custom_schemes).map_err(RedirectUri)?;
@@ -173,19 +178,29 @@ impl RegistrationRequest {
             ("software_version", self.software_version),
             ("application_type", self.application_type),
         ];
+        let mut optional_bytes = 0;
         for (key, value) in optional_text {
             if let Some(value) = value {
                 if value.len() > MAX_TEXT_LEN {
                     return Err(Metadata("a metadata value is too long"));
                 }
+                optional_bytes += value.len();
                 metadata.insert(key.into(), json!(value));
             }
         }
         if let Some(contacts) = self.contacts {
-            if contacts.len() > 10 || contacts.iter().any(|contact| contact.len() > MAX_TEXT_LEN) {
+            if contacts.len() > MAX_CONTACTS
+                || contacts.iter().any(|contact| contact.len() > MAX_TEXT_LEN)
+            {
                 return Err(Metadata("contacts is too long"));
             }
+            optional_bytes += contacts.iter().map(String::len).sum::<usize>();
             metadata.insert("contacts".into(), json!(contacts));
+        }
+        if optional_bytes > MAX_OPTIONAL_METADATA_BYTES {
+            return Err(Metadata(
+                "the optional metadata is too large (at most 2048 bytes in all)",
+            ));
         }
         Ok(ValidatedRegistration {
             name,

@@ -36,6 +36,14 @@ pub const OWNER_SUBJECT: &str = "owner";
 /// How often an unknown `kid` may trigger a reload of the keys from the store.
 const KEY_RELOAD_INTERVAL_SECONDS: i64 = 10;
 
+/// A registered client that starts no authorization within this long is removed: every real
+/// client registers right before it sends the owner to `/authorize`.
+const UNSTARTED_CLIENT_SECONDS: i64 = 10 * 60;
+
+/// Clients the owner never approved, kept at most; past it the oldest go. Registration is open
+/// and unauthenticated, so this bounds what strangers can store.
+const MAX_UNAPPROVED_CLIENTS: u32 = 500;
+
 /// Lifetimes and policies of the authorization server, in seconds.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -223,7 +231,11 @@ impl AuthServer {
         let removed = self
             .inner
             .store
-            .sweep_expired(now, now - self.inner.settings.unused_client_ttl)
+            .sweep_expired(
+                now,
+                now - self.inner.settings.unused_client_ttl,
+                now - UNSTARTED_CLIENT_SECONDS,
+            )
             .await?;
         self.reload_keys(now).await?;
         Ok(removed)

@@ -41,17 +41,31 @@ impl AuthServer {
             .auth_method
             .has_secret()
             .then(secrets::random_token);
-        self.store()
-            .insert_client(&NewClient {
-                id: client_id.clone(),
-                secret_hash: secret.as_deref().map(secrets::hash_secret),
-                name: validated.name.clone(),
-                redirect_uris: validated.redirect_uris.clone(),
-                auth_method: validated.auth_method.as_str().to_owned(),
-                metadata: Value::Object(validated.metadata.clone()),
-                created_at: now,
-            })
+        // The name and redirect URIs have columns of their own: store them once.
+        let mut stored_metadata = validated.metadata.clone();
+        stored_metadata.remove("redirect_uris");
+        stored_metadata.remove("client_name");
+        let evicted = self
+            .store()
+            .insert_client(
+                &NewClient {
+                    id: client_id.clone(),
+                    secret_hash: secret.as_deref().map(secrets::hash_secret),
+                    name: validated.name.clone(),
+                    redirect_uris: validated.redirect_uris.clone(),
+                    auth_method: validated.auth_method.as_str().to_owned(),
+                    metadata: Value::Object(stored_metadata),
+                    created_at: now,
+                },
+                super::MAX_UNAPPROVED_CLIENTS,
+            )
             .await?;
+        if evicted > 0 {
+            tracing::warn!(
+                evicted,
+                "too many clients nobody approved: the oldest were removed (a registration flood?)"
+            );
+        }
         tracing::info!(client_id = %client_id, auth_method = validated.auth_method.as_str(), "client registered");
 
         let mut body = validated.metadata;

@@ -46,10 +46,17 @@ pub struct NewClient {
 }
 
 impl Store {
-    /// Stores a newly registered client.
-    pub async fn insert_client(&self, client: &NewClient) -> Result<(), StoreError> {
+    /// Stores a newly registered client; then, past `max_unapproved` clients the owner never
+    /// approved, removes the oldest of them (those that never started an authorization first).
+    /// Returns how many were evicted.
+    pub async fn insert_client(
+        &self,
+        client: &NewClient,
+        max_unapproved: u32,
+    ) -> Result<u64, StoreError> {
         let redirect_uris = serde_json::to_string(&client.redirect_uris)
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO clients (id, secret_hash, name, redirect_uris, auth_method, metadata, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -61,9 +68,28 @@ impl Store {
         .bind(&client.auth_method)
         .bind(client.metadata.to_string())
         .bind(client.created_at)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
-        Ok(())
+        let unapproved: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM clients WHERE authorized_at IS NULL")
+                .fetch_one(&mut *transaction)
+                .await?;
+        let excess = unapproved - i64::from(max_unapproved);
+        let mut evicted = 0;
+        if excess > 0 {
+            evicted = sqlx::query(
+                "DELETE FROM clients WHERE id IN (
+                   SELECT id FROM clients WHERE authorized_at IS NULL AND id != ?
+                   ORDER BY first_authorize_at IS NOT NULL, created_at LIMIT ?)",
+            )
+            .bind(&client.id)
+            .bind(excess)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        }
+        transaction.commit().await?;
+        Ok(evicted)
     }
 
     /// Finds a client by its identifier.
@@ -102,13 +128,21 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Removes clients registered before `cutoff` that the owner never approved.
-    pub async fn delete_unapproved_clients(&self, cutoff: UnixSeconds) -> Result<u64, StoreError> {
-        let result =
-            sqlx::query("DELETE FROM clients WHERE authorized_at IS NULL AND created_at < ?")
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await?;
+    /// Removes clients the owner never approved: those registered before `cutoff`, and those
+    /// registered before `unstarted_cutoff` that never started an authorization.
+    pub async fn delete_unapproved_clients(
+        &self,
+        cutoff: UnixSeconds,
+        unstarted_cutoff: UnixSeconds,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM clients WHERE authorized_at IS NULL
+               AND (created_at < ? OR (first_authorize_at IS NULL AND created_at < ?))",
+        )
+        .bind(cutoff)
+        .bind(unstarted_cutoff)
+        .execute(&self.pool)
+        .await?;
         Ok(result.rows_affected())
     }
 }

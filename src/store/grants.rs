@@ -109,11 +109,12 @@ pub struct BearerGrantRecord {
 }
 
 impl Store {
-    /// Stores a request waiting for the owner.
+    /// Stores a request waiting for the owner, and notes that its client started one.
     pub async fn insert_authorization_request(
         &self,
         request: &AuthorizationRequestRecord,
     ) -> Result<(), StoreError> {
+        let mut transaction = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO authorization_requests
                (id, client_id, redirect_uri, state, code_challenge, scope, resource, csrf_hash, created_at, expires_at)
@@ -129,8 +130,17 @@ impl Store {
         .bind(&request.csrf_hash)
         .bind(request.created_at)
         .bind(request.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        // A client that never starts an authorization is swept within minutes.
+        sqlx::query(
+            "UPDATE clients SET first_authorize_at = ? WHERE id = ? AND first_authorize_at IS NULL",
+        )
+        .bind(request.created_at)
+        .bind(&request.client_id)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
         Ok(())
     }
 

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use crate::clock::UnixSeconds;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use agents::AgentRecord;
@@ -73,6 +75,7 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             // The CLI writes while the server runs; wait for the other writer instead of failing.
@@ -82,7 +85,34 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // Incremental auto-vacuum lets the sweep give space back. A file made before it was
+        // set switches over with one VACUUM.
+        let mut connection = pool.acquire().await?;
+        let auto_vacuum: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&mut *connection)
+            .await?;
+        if auto_vacuum != 2 {
+            sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+                .execute(&mut *connection)
+                .await?;
+            sqlx::query("VACUUM").execute(&mut *connection).await?;
+        }
+        drop(connection);
         Ok(Self { pool })
+    }
+
+    /// The bytes the database holds (its pages, after folding the write-ahead log in).
+    pub async fn size_bytes(&self) -> Result<u64, StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.pool)
+            .await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(pages * page_size).unwrap_or(0))
     }
 
     /// Whether the database answers; for readiness checks.
@@ -91,12 +121,14 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes what has expired: pending requests, codes, refresh tokens, revocation
-    /// entries and owner sessions, and clients never approved since `client_cutoff`.
+    /// Deletes what has expired: pending requests, codes, refresh tokens, revocation entries,
+    /// owner sessions and devices, clients never approved since `client_cutoff` (or never
+    /// started an authorization since `unstarted_client_cutoff`), then returns free pages.
     pub async fn sweep_expired(
         &self,
         now: UnixSeconds,
         client_cutoff: UnixSeconds,
+        unstarted_client_cutoff: UnixSeconds,
     ) -> Result<u64, StoreError> {
         let mut removed = 0;
         for statement in [
@@ -115,7 +147,14 @@ impl Store {
                 .await?
                 .rows_affected();
         }
-        removed += self.delete_unapproved_clients(client_cutoff).await?;
+        removed += self
+            .delete_unapproved_clients(client_cutoff, unstarted_client_cutoff)
+            .await?;
+        // Give the freed pages back to the file system: open registration must not leave a
+        // file that only grows.
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&self.pool)
+            .await?;
         Ok(removed)
     }
 
