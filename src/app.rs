@@ -154,7 +154,7 @@ impl App {
         self
     }
 
-    /// Serves `/metrics` and the probes on `listener` too (the internal side).
+    /// Serves the agent API, `/metrics` and the probes on `listener` (the internal side).
     pub fn with_internal_listener(mut self, listener: TcpListener) -> Self {
         self.internal_listener = Some(listener);
         self
@@ -194,11 +194,14 @@ impl App {
         if let Some(internal) = self.internal_listener {
             let internal_router = crate::http::internal_router(self.state.clone());
             let internal_stop = stopping.clone();
-            tracing::info!(address = %internal.local_addr()?, "internal listener (metrics) up");
+            tracing::info!(address = %internal.local_addr()?, "internal listener (agent API, metrics) up");
             tokio::spawn(async move {
-                axum::serve(internal, internal_router)
-                    .with_graceful_shutdown(internal_stop.cancelled_owned())
-                    .await
+                axum::serve(
+                    internal,
+                    internal_router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(internal_stop.cancelled_owned())
+                .await
             });
         }
         let address = listener.local_addr()?;

@@ -41,8 +41,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Log output format.
     pub log_format: LogFormat,
-    /// A second, internal listener for `/metrics` (and the probes); off when unset. Never
-    /// expose it through the public proxy.
+    /// The internal listener: the agent API, `/metrics` and the probes, which the public
+    /// listener never serves. Keep it on loopback or a mesh-side interface; never expose it
+    /// through the public proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_listen: Option<SocketAddr>,
     /// Authorization-server lifetimes and policies.
@@ -241,7 +242,7 @@ impl Default for Config {
             approval: ApprovalMode::Password,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Pretty,
-            internal_listen: None,
+            internal_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             oauth: OAuthConfig::default(),
             limits: LimitsConfig::default(),
             targets: vec![TargetConfig {

@@ -1,29 +1,17 @@
-//! The internal side: `/metrics` in the Prometheus text format (queue depth is read at scrape
-//! time), plus the probes. And the layer that counts every public request by route template.
+//! `/metrics` in the Prometheus text format (queue depth is read at scrape time), served on the
+//! internal listener; and the layer that counts every request by route template.
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 use crate::app::AppState;
-use crate::http::{health, paths};
 use crate::metrics::Metrics;
 use crate::queue::message::MessageStatus;
 
-/// The router of the internal listener.
-pub fn internal_router(state: AppState) -> Router {
-    Router::new()
-        .route(paths::METRICS, get(metrics))
-        .route(paths::HEALTHZ, get(health::healthz))
-        .route(paths::READYZ, get(health::readyz))
-        .with_state(state)
-}
-
 /// `GET /metrics`.
-async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(snapshot) = state.queue.snapshot(None).await {
         let sum = |pick: fn(&crate::store::StatusCounts) -> i64| {
             snapshot.per_target.iter().map(pick).sum::<i64>()

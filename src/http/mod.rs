@@ -12,6 +12,7 @@ pub mod mcp;
 pub mod metadata;
 pub mod metrics;
 pub mod pages;
+pub mod path_guard;
 pub mod paths;
 pub mod rate_limit;
 pub mod register;
@@ -36,19 +37,16 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::app::AppState;
-pub use crate::http::metrics::internal_router;
 
-/// The whole HTTP surface: public OAuth endpoints, the owner's pages, `/mcp`, the agent API,
-/// probes, and `extra` (routes mounted by the caller), under one middleware stack.
+/// The public HTTP surface: OAuth endpoints, the owner's pages, `/mcp`, the Telegram webhook,
+/// probes, and `extra` (routes mounted by the caller), under the one middleware stack. The agent
+/// API and metrics are not here: they are served only on the internal listener
+/// (`internal_router`), so no proxy rule can expose them by mistake.
 pub fn router(
     state: AppState,
     extra: Router,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Router {
-    let max_body_bytes = state.config.limits.max_body_bytes;
-    let request_metrics = state.metrics.clone();
-    let request_timeout = state.config.limits.request_timeout;
-
     // Machine-readable endpoints that browser-based clients (MCP Inspector) call cross-origin.
     // `/authorize` is deliberately not here: it is a page, not an API.
     let public_api = Router::new()
@@ -104,28 +102,47 @@ pub fn router(
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::READYZ, get(health::readyz));
 
+    let mcp = mcp::routes(&state, shutdown);
+    let routes = Router::new()
+        .merge(public_api)
+        .merge(owner_pages)
+        .merge(probes)
+        .merge(telegram_webhook)
+        .with_state(state.clone())
+        .merge(mcp)
+        .merge(extra);
+    with_stack(routes, &state)
+}
+
+/// The internal listener's surface: the agent API, `/metrics` and the probes, under the same
+/// middleware stack. Bind it to loopback or a mesh-side interface only.
+pub fn internal_router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route(paths::METRICS, get(metrics::metrics))
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz))
+        .with_state(state.clone())
+        .merge(agent_api::routes(state.clone()));
+    with_stack(routes, &state)
+}
+
+/// The one middleware stack, read top to bottom.
+fn with_stack(routes: Router, state: &AppState) -> Router {
+    let max_body_bytes = state.config.limits.max_body_bytes;
+    let request_metrics = state.metrics.clone();
+    let request_timeout = state.config.limits.request_timeout;
     let sensitive_request_headers = [
         header::AUTHORIZATION,
         header::COOKIE,
         HeaderName::from_static("x-telegram-bot-api-secret-token"),
     ];
-
-    let mcp = mcp::routes(&state, shutdown);
-    let agent_api = agent_api::routes(state.clone());
-
-    Router::new()
-        .merge(public_api)
-        .merge(owner_pages)
-        .merge(probes)
-        .merge(telegram_webhook)
-        .with_state(state)
-        .merge(mcp)
-        .merge(agent_api)
-                .merge(extra)
+    routes
         // Inside the router's layers, so the matched route template is known.
         .route_layer(axum::middleware::from_fn_with_state(request_metrics, metrics::count_requests))
         .layer(// Read top to bottom: the first layer sees the request first.
             ServiceBuilder::new()
+                // A path that a proxy and this router could read differently is refused first.
+                .layer(axum::middleware::from_fn(path_guard::refuse_ambiguous_paths))
                 // A request id before anything logs, so every line of one request shares it.
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 // Mark credentials sensitive before the trace layer can see them.

@@ -15,7 +15,7 @@ async fn a_long_poll_returns_a_task_queued_while_it_waits() {
     let client = app.mcp_client(&token, Lifecycle::Initialize).await;
     let waiting = {
         let http = app.http.clone();
-        let url = app.url("/agent/v1/tasks/next?wait=20");
+        let url = app.internal("/agent/v1/tasks/next?wait=20");
         let agent = agent.clone();
         tokio::spawn(async move { http.get(url).bearer_auth(agent).send().await.expect("poll") })
     };
@@ -160,7 +160,7 @@ async fn illegal_reports_get_clear_errors() {
     }
     let not_json = app
         .http
-        .post(app.url(&format!("/agent/v1/tasks/{id}/updates")))
+        .post(app.internal(&format!("/agent/v1/tasks/{id}/updates")))
         .bearer_auth(&agent)
         .header("content-type", "application/json")
         .body("{oops")
@@ -176,7 +176,7 @@ async fn illegal_reports_get_clear_errors() {
     );
     let read: Value = app
         .http
-        .get(app.url(&format!("/agent/v1/tasks/{id}")))
+        .get(app.internal(&format!("/agent/v1/tasks/{id}")))
         .bearer_auth(&agent)
         .send()
         .await
@@ -188,7 +188,7 @@ async fn illegal_reports_get_clear_errors() {
     assert_eq!(read["updates"].as_array().map(Vec::len), Some(3));
     let bad_wait = app
         .http
-        .get(app.url("/agent/v1/tasks/next?wait=soon"))
+        .get(app.internal("/agent/v1/tasks/next?wait=soon"))
         .bearer_auth(&agent)
         .send()
         .await
@@ -207,7 +207,7 @@ async fn only_live_agent_tokens_open_the_agent_api() {
     );
     let missing = app
         .http
-        .get(app.url("/agent/v1/tasks/next"))
+        .get(app.internal("/agent/v1/tasks/next"))
         .send()
         .await
         .expect("poll");
@@ -236,4 +236,55 @@ async fn only_live_agent_tokens_open_the_agent_api() {
         app.agent_next("nxa_forged", 0).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn the_agent_api_is_served_on_the_internal_listener_only() {
+    let app = spawn_app().await;
+    let agent = app.add_agent("inside", &["homelab"]).await;
+    let public = app
+        .http
+        .get(app.url("/agent/v1/tasks/next"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("public");
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let internal = app.agent_next(&agent, 0).await;
+    assert_eq!(internal.status(), StatusCode::NO_CONTENT);
+    // A path that decodes or normalises into another is refused before routing, on both.
+    for base in [&app.base_url, &app.internal_url] {
+        for path in [
+            "/agent/v1/tasks/x%2f..%2f..%2fhealthz",
+            "/healthz/../agent/v1/tasks/next",
+            "/a/%2e%2e/healthz",
+        ] {
+            // Sent raw: a URL parser would normalise the dot segments away.
+            let raw = format!("{base}{path}");
+            let response = raw_get(&raw, &agent).await;
+            assert_eq!(response, 400, "{raw}");
+        }
+    }
+}
+
+/// A GET with the path sent exactly as written (no client-side normalisation).
+async fn raw_get(url: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http");
+    let (authority, path) = rest.split_at(rest.find('/').expect("path"));
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line")
 }

@@ -69,7 +69,7 @@ fn free_port() -> u16 {
 }
 
 /// Renders the repository's site config for this test and starts nginx in the foreground.
-fn start_nginx(gateway_port: u16, https_port: u16) -> Nginx {
+fn start_nginx(gateway_port: u16, gateway_internal_port: u16, https_port: u16) -> Nginx {
     let dir = TempDir::new().expect("temp dir");
     let path = dir.path();
     // World-writable temp dirs: nginx's workers drop root privileges.
@@ -126,6 +126,10 @@ fn start_nginx(gateway_port: u16, https_port: u16) -> Nginx {
         (
             "server 127.0.0.1:8080;",
             format!("server 127.0.0.1:{gateway_port};"),
+        ),
+        (
+            "server 127.0.0.1:9464;",
+            format!("server 127.0.0.1:{gateway_internal_port};"),
         ),
         (
             "/etc/letsencrypt/live/mcp.example.com/fullchain.pem",
@@ -214,13 +218,17 @@ async fn gateway_behind_nginx(
         adjust(config);
     })
     .await;
-    let gateway_port: u16 = app
-        .base_url
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .expect("port");
-    let nginx = start_nginx(gateway_port, https_port);
+    let port_of = |url: &str| -> u16 {
+        url.rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("port")
+    };
+    let nginx = start_nginx(
+        port_of(&app.base_url),
+        port_of(&app.internal_url),
+        https_port,
+    );
     (app, nginx)
 }
 
@@ -413,6 +421,41 @@ async fn dmz_the_agent_api_and_metrics_are_not_reachable_from_the_public_side() 
             .expect("health")
             .status(),
         StatusCode::OK
+    );
+    // Encoded slashes match nginx's /healthz location on the decoded path, but reach the
+    // gateway raw: it refuses them, and the public listener has no agent API to reach anyway.
+    for (path, expected) in [
+        (
+            "/agent/v1/tasks/x%2f..%2f..%2f..%2f..%2fhealthz",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/agent/v1/tasks/x%2F..%2F..%2F..%2F..%2Fhealthz",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/mcp/..%2f..%2fagent/v1/tasks/next",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let response = http
+            .get(nginx.url(path))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), expected, "{path}");
+    }
+    let direct = reqwest::Client::new()
+        .get(app.url("/agent/v1/tasks/next"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("direct");
+    assert_eq!(
+        direct.status(),
+        StatusCode::NOT_FOUND,
+        "the public listener serves no agent API"
     );
     // The mesh side serves the agent API (and nothing else).
     let mesh = reqwest::Client::new();

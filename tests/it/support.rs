@@ -166,6 +166,11 @@ impl TestApp {
         format!("{}{path}", self.base_url)
     }
 
+    /// An absolute URL on the internal listener (the agent API, metrics).
+    pub fn internal(&self, path: &str) -> String {
+        format!("{}{path}", self.internal_url)
+    }
+
     pub fn resource(&self) -> String {
         self.config.mcp_resource()
     }
@@ -492,7 +497,7 @@ impl TestApp {
     /// `GET /agent/v1/tasks/next?wait=...`.
     pub async fn agent_next(&self, token: &str, wait: u64) -> reqwest::Response {
         self.http
-            .get(self.url(&format!("/agent/v1/tasks/next?wait={wait}")))
+            .get(self.internal(&format!("/agent/v1/tasks/next?wait={wait}")))
             .bearer_auth(token)
             .send()
             .await
@@ -502,7 +507,7 @@ impl TestApp {
     /// `POST /agent/v1/tasks/{id}/updates`.
     pub async fn agent_update(&self, token: &str, id: &str, body: Value) -> reqwest::Response {
         self.http
-            .post(self.url(&format!("/agent/v1/tasks/{id}/updates")))
+            .post(self.internal(&format!("/agent/v1/tasks/{id}/updates")))
             .bearer_auth(token)
             .json(&body)
             .send()
