@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use nexus_gateway::app::App;
 use nexus_gateway::clock::SystemClock;
 use nexus_gateway::config::{ApprovalMode, Config, PublicUrl};
-use nexus_gateway::oauth::scope::ScopeSet;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +44,7 @@ async fn main() {
     let token = app
         .state()
         .auth
-        .issue_bearer_token("bench", &ScopeSet::all(), 3600)
+        .issue_bearer_token("bench", &app.state().auth.settings().scopes.all(), 3600)
         .await
         .expect("token")
         .token;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::oauth::error::OAuthError;
-use crate::oauth::scope::ScopeSet;
+use crate::oauth::scope::{ScopeCatalog, ScopeSet};
 use crate::oauth::{AuthServer, AuthSettings};
 use crate::queue::agents::Agents;
 use crate::queue::error::QueueError;
@@ -30,6 +30,9 @@ pub enum AdminError {
     /// The queue refused or failed.
     #[error("{0}")]
     Queue(#[from] QueueError),
+    /// An upstream command failed.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 async fn open(config: &Config) -> Result<AuthServer, AdminError> {
@@ -69,7 +72,7 @@ pub async fn issue_token(
             "--name must be 1 to 100 printable characters".into(),
         ));
     }
-    let scope = ScopeSet::parse_strict(scope)
+    let scope = ScopeSet::parse_strict(scope, &ScopeCatalog::from_config(config))
         .map_err(|error| AdminError::Invalid(format!("--scope: {error}")))?;
     let ttl = humantime::parse_duration(ttl)
         .map_err(|error| AdminError::Invalid(format!("--ttl: {error}")))?;
@@ -329,4 +332,41 @@ pub fn describe_config(config: &Config) -> String {
         config.data_dir.display(),
         config.approval.as_str()
     )
+}
+
+/// `upstreams list`.
+pub async fn list_upstreams(config: &Config) -> Result<String, AdminError> {
+    let store = Store::open(&config.database_path()).await?;
+    crate::upstream::operator::list(&config.upstreams, &store)
+        .await
+        .map_err(AdminError::Upstream)
+}
+
+/// `upstreams approve NAME`.
+pub async fn approve_upstream(config: &Config, name: &str) -> Result<String, AdminError> {
+    let upstream = config
+        .upstreams
+        .iter()
+        .find(|upstream| upstream.name == name)
+        .ok_or_else(|| {
+            AdminError::Upstream(format!("no upstream named {name} in the configuration"))
+        })?;
+    let store = Store::open(&config.database_path()).await?;
+    let shim = std::env::current_exe().map_err(|error| AdminError::Upstream(error.to_string()))?;
+    crate::upstream::operator::approve(
+        upstream,
+        &store,
+        &shim,
+        crate::clock::Clock::now(&SystemClock),
+    )
+    .await
+    .map_err(AdminError::Upstream)
+}
+
+/// `upstreams import FILE`.
+pub async fn import_upstreams(file: &std::path::Path) -> Result<String, AdminError> {
+    let shim = std::env::current_exe().map_err(|error| AdminError::Upstream(error.to_string()))?;
+    crate::upstream::operator::import(file, &shim)
+        .await
+        .map_err(AdminError::Upstream)
 }

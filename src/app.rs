@@ -20,6 +20,7 @@ use crate::queue::Queue;
 use crate::queue::agents::Agents;
 use crate::store::{Store, StoreError};
 use crate::transport::telegram::{self, SetupError, TelegramTarget};
+use crate::upstream::Upstreams;
 
 /// How often expired rows are swept and rotated keys picked up.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
@@ -41,6 +42,8 @@ pub struct AppState {
     pub telegram: Arc<Vec<TelegramTarget>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Federated upstream MCP servers.
+    pub upstreams: Upstreams,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ pub struct App {
     // Cancelled when serving stops: ends long polls, MCP streams and the maintenance loop.
     stopping: CancellationToken,
     internal_listener: Option<TcpListener>,
+    upstream_shim: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -98,6 +102,7 @@ impl App {
             config.targets.clone(),
             stopping.clone(),
         );
+        let store_for_upstreams = store.clone();
         let agents = Agents::new(
             store,
             clock.clone(),
@@ -119,6 +124,12 @@ impl App {
                 None
             }
         };
+        let upstreams = Upstreams::new(
+            &config.upstreams,
+            store_for_upstreams,
+            clock.clone(),
+            metrics.clone(),
+        );
         let limits = Arc::new(RateLimits::new(&config.limits, clock));
         Ok(Self {
             state: AppState {
@@ -129,11 +140,13 @@ impl App {
                 agents,
                 telegram,
                 metrics,
+                upstreams,
             },
             extra_routes: Router::new(),
             generated_owner_passphrase,
             stopping,
             internal_listener: None,
+            upstream_shim: std::env::current_exe().ok(),
         })
     }
 
@@ -151,6 +164,13 @@ impl App {
     /// layer that live outside this crate's router, such as test routes).
     pub fn merge_routes(mut self, routes: Router) -> Self {
         self.extra_routes = self.extra_routes.merge(routes);
+        self
+    }
+
+    /// Runs stdio upstreams under `shim` (this program's executable, by default; tests that host
+    /// the gateway in-process name the real binary).
+    pub fn with_upstream_shim(mut self, shim: std::path::PathBuf) -> Self {
+        self.upstream_shim = Some(shim);
         self
     }
 
@@ -186,6 +206,13 @@ impl App {
             }
         });
         let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
+        match self.upstream_shim.clone() {
+            Some(shim) => self.state.upstreams.start(shim, &stopping).await,
+            None if self.state.config.upstreams.is_empty() => {}
+            None => tracing::error!(
+                "cannot find this program's executable; stdio upstreams cannot start"
+            ),
+        }
         telegram::spawn_all(
             &self.state.telegram,
             &self.state.config.public_url,

@@ -43,6 +43,27 @@ pub enum Command {
     /// Check the configuration and print what is in force.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the upstream MCP servers whose tools are published.
+    #[command(subcommand)]
+    Upstreams(UpstreamsCommand),
+}
+
+/// `upstreams ...`
+#[derive(Debug, Subcommand)]
+pub enum UpstreamsCommand {
+    /// List each upstream, its allowed tools, their pinned definitions and drift.
+    List,
+    /// Pin the definitions the upstream offers now (after checking what changed).
+    Approve {
+        /// The upstream's name.
+        name: String,
+    },
+    /// Print `[[upstreams]]` TOML for a Claude-Desktop-style `mcpServers` JSON file, with
+    /// empty allow-lists and the tools each server offers.
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+    },
 }
 
 /// `owner ...`

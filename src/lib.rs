@@ -12,6 +12,7 @@
 //! - `http`: axum routers, the middleware stack, error responses, the bearer guard, `/mcp`
 //!   and the agent API.
 //! - `transport`: delivery to agents outside the gateway (the Telegram bot).
+//! - `upstream`: federated tools of upstream MCP servers (stdio or HTTP), supervised and pinned.
 //! - `app`: the composition root (`App::build`, `App::serve`).
 //! - `cli`: the command-line declarations; `admin`: what the operator's commands do.
 //! - `telemetry`: log output.
@@ -30,3 +31,4 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod upstream;

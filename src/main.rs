@@ -9,13 +9,25 @@ use nexus_gateway::admin;
 use nexus_gateway::app::App;
 use nexus_gateway::cli::{
     AgentsCommand, Cli, ClientsCommand, Command, ConfigCommand, KeysCommand, OwnerCommand,
-    TelegramCommand, TokensCommand,
+    TelegramCommand, TokensCommand, UpstreamsCommand,
 };
 use nexus_gateway::config::Config;
+use nexus_gateway::upstream::stdio::{SHIM_SUBCOMMAND, run_shim};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The shim that runs a stdio upstream (see `upstream::stdio`): no configuration, no logging.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(SHIM_SUBCOMMAND)) {
+        let rest: Vec<std::ffi::OsString> = args.skip_while(|arg| arg == "--").collect();
+        let Some((command, command_args)) = rest.split_first() else {
+            eprintln!("usage: nexus-gateway {SHIM_SUBCOMMAND} -- COMMAND [ARGS...]");
+            return ExitCode::from(2);
+        };
+        let code = run_shim(command, command_args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -61,6 +73,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Telegram(TelegramCommand::Check) => admin::telegram_check(&config).await?,
         Command::Config(ConfigCommand::Check) => admin::describe_config(&config),
+        Command::Upstreams(UpstreamsCommand::List) => admin::list_upstreams(&config).await?,
+        Command::Upstreams(UpstreamsCommand::Approve { name }) => {
+            admin::approve_upstream(&config, &name).await?
+        }
+        Command::Upstreams(UpstreamsCommand::Import { file }) => {
+            admin::import_upstreams(&file).await?
+        }
     };
     print!("{output}");
     Ok(())

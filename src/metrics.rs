@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +44,24 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamToolLabels {
+    upstream: String,
+    tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamCallLabels {
+    upstream: String,
+    tool: String,
+    outcome: String,
+}
+
 /// The gateway's metrics: a cheap, cloneable handle.
 #[derive(Clone)]
 pub struct Metrics {
@@ -57,6 +76,11 @@ struct Inner {
     tokens_issued: Family<GrantLabels, Counter>,
     token_failures: Family<FailureLabels, Counter>,
     deliveries: Family<DeliveryLabels, Counter>,
+    upstream_up: Family<UpstreamLabels, Gauge>,
+    upstream_restarts: Family<UpstreamLabels, Counter>,
+    upstream_calls: Family<UpstreamCallLabels, Counter>,
+    upstream_call_seconds: Family<UpstreamLabels, Histogram>,
+    upstream_drift: Family<UpstreamToolLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,6 +98,39 @@ impl Default for Metrics {
         let tokens_issued = Family::<GrantLabels, Counter>::default();
         let token_failures = Family::<FailureLabels, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let upstream_up = Family::<UpstreamLabels, Gauge>::default();
+        let upstream_restarts = Family::<UpstreamLabels, Counter>::default();
+        let upstream_calls = Family::<UpstreamCallLabels, Counter>::default();
+        let upstream_call_seconds =
+            Family::<UpstreamLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 280.0])
+            });
+        let upstream_drift = Family::<UpstreamToolLabels, Gauge>::default();
+        registry.register(
+            "upstream_up",
+            "Whether an upstream MCP server is connected (1) or not (0)",
+            upstream_up.clone(),
+        );
+        registry.register(
+            "upstream_restarts",
+            "Upstream connections restarted after a failure",
+            upstream_restarts.clone(),
+        );
+        registry.register(
+            "upstream_tool_calls",
+            "Calls forwarded to upstream tools by outcome (ok, tool_error, timeout, unavailable, too_large, refused, cancelled, error)",
+            upstream_calls.clone(),
+        );
+        registry.register(
+            "upstream_call_seconds",
+            "Duration of calls forwarded to an upstream",
+            upstream_call_seconds.clone(),
+        );
+        registry.register(
+            "upstream_drift",
+            "Whether an upstream tool's live definition differs from the pinned one",
+            upstream_drift.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route template and status",
@@ -113,8 +170,70 @@ impl Default for Metrics {
                 tokens_issued,
                 token_failures,
                 deliveries,
+                upstream_up,
+                upstream_restarts,
+                upstream_calls,
+                upstream_call_seconds,
+                upstream_drift,
             }),
         }
+    }
+}
+
+impl Metrics {
+    /// Records whether an upstream is connected.
+    pub fn upstream_up(&self, upstream: &str, up: bool) {
+        self.inner
+            .upstream_up
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// Counts a restart of an upstream connection.
+    pub fn upstream_restart(&self, upstream: &str) {
+        self.inner
+            .upstream_restarts
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a forwarded call and observes its duration.
+    pub fn upstream_call(
+        &self,
+        upstream: &str,
+        tool: &str,
+        outcome: &str,
+        elapsed: std::time::Duration,
+    ) {
+        self.inner
+            .upstream_calls
+            .get_or_create(&UpstreamCallLabels {
+                upstream: upstream.to_owned(),
+                tool: tool.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.inner
+            .upstream_call_seconds
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records whether an upstream tool has drifted from its pinned definition.
+    pub fn upstream_drift(&self, upstream: &str, tool: &str, drifted: bool) {
+        self.inner
+            .upstream_drift
+            .get_or_create(&UpstreamToolLabels {
+                upstream: upstream.to_owned(),
+                tool: tool.to_owned(),
+            })
+            .set(i64::from(drifted));
     }
 }
 

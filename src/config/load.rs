@@ -96,6 +96,7 @@ impl Config {
         let limits = read_limits(&mut reader);
         let targets = reader.read("targets");
         let mcp = reader.read("mcp");
+        let upstreams = reader.read("upstreams");
 
         let (
             Some(listen),
@@ -109,6 +110,7 @@ impl Config {
             Some(limits),
             Some(targets),
             Some(mcp),
+            Some(upstreams),
         ) = (
             listen,
             public_url,
@@ -121,6 +123,7 @@ impl Config {
             limits,
             targets,
             mcp,
+            upstreams,
         )
         else {
             return Err(ConfigErrors(problems));
@@ -137,6 +140,7 @@ impl Config {
             limits,
             targets,
             mcp,
+            upstreams,
         };
         problems.extend(config.semantic_problems());
         if problems.is_empty() {

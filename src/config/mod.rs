@@ -6,12 +6,14 @@
 //! - `public_url.rs`: `PublicUrl`, the origin every absolute URL is built from.
 //! - `load.rs`: file + environment, read key by key into the problem collector.
 //! - `rules.rs`: the rules that span keys (checked after every key has a type).
+//! - `upstreams.rs`: `[[upstreams]]`, the MCP servers whose tools are federated, and their rules.
 
 mod load;
 mod public_url;
 mod rules;
 #[cfg(test)]
 mod tests;
+pub mod upstreams;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -54,6 +56,9 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// The MCP endpoint's browser-facing checks.
     pub mcp: McpConfig,
+    /// Upstream MCP servers whose allow-listed tools are published through `/mcp`.
+    #[serde(default)]
+    pub upstreams: Vec<upstreams::UpstreamConfig>,
 }
 
 /// One destination for tasks, and how tasks reach it.
@@ -252,6 +257,7 @@ impl Default for Config {
                 telegram: None,
             }],
             mcp: McpConfig::default(),
+            upstreams: Vec::new(),
         }
     }
 }

@@ -180,6 +180,10 @@ impl Config {
                 );
             }
         }
+        problems.extend(super::upstreams::upstream_problems(
+            &self.upstreams,
+            &super::upstreams::BUILTIN_TOOL_NAMES,
+        ));
         problems
     }
 }

@@ -41,7 +41,7 @@ impl BearerGuard {
     /// The 401 challenge; `error` is set only when a token was presented (RFC 6750 §3.1).
     pub fn unauthorized(&self, error: Option<&'static str>) -> BearerChallenge {
         let resource_metadata_url = self.resource_metadata_url.clone();
-        let all_scopes = ScopeSet::all().to_string();
+        let all_scopes = self.auth.settings().scopes.all().to_string();
         match error {
             Some(description) => BearerChallenge::InvalidToken {
                 resource_metadata_url,
@@ -101,8 +101,8 @@ pub async fn require_bearer(
     let missing: Vec<Scope> = guard
         .required
         .iter()
-        .copied()
-        .filter(|scope| !granted.contains(*scope))
+        .filter(|scope| !granted.contains(scope))
+        .cloned()
         .collect();
     if !missing.is_empty() {
         return after_reading_body(

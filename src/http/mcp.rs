@@ -25,6 +25,7 @@ use crate::http::paths;
 use crate::mcp::{McpServer, required_scope};
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::ScopeSet;
+use crate::upstream::Upstreams;
 
 /// The `/mcp` route with its guards.
 pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
@@ -52,12 +53,14 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         .with_cancellation_token(shutdown.child_token());
     let queue = state.queue.clone();
     let metrics = state.metrics.clone();
+    let upstreams = state.upstreams.clone();
     let tool_router = McpServer::router();
     let service = StreamableHttpService::new(
         move || {
             Ok(McpServer::new(
                 queue.clone(),
                 metrics.clone(),
+                upstreams.clone(),
                 tool_router.clone(),
             ))
         },
@@ -65,17 +68,28 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         server_config,
     );
     let guard = BearerGuard::new(state.auth.clone(), &[]);
+    let gate = McpGate {
+        guard: guard.clone(),
+        upstreams: state.upstreams.clone(),
+    };
     Router::new()
         .route_service(paths::MCP, service)
         // Layers wrap outward: the bearer guard runs first, then the scope check.
-        .route_layer(from_fn_with_state(guard.clone(), check_request))
+        .route_layer(from_fn_with_state(gate, check_request))
         .route_layer(from_fn_with_state(guard, require_bearer))
+}
+
+/// What the request check needs: the guard's challenges, and the upstream tools' scopes.
+#[derive(Clone)]
+struct McpGate {
+    guard: BearerGuard,
+    upstreams: Upstreams,
 }
 
 /// Checks a POSTed body before rmcp sees it: malformed JSON-RPC gets the JSON-RPC error the
 /// spec defines (rmcp would answer 415 with plain text), and a `tools/call` for a tool the
 /// token's scopes do not cover gets the 403 step-up challenge MCP clients act on.
-async fn check_request(State(guard): State<BearerGuard>, request: Request, next: Next) -> Response {
+async fn check_request(State(gate): State<McpGate>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -127,10 +141,12 @@ async fn check_request(State(guard): State<BearerGuard>, request: Request, next:
             .get::<AccessClaims>()
             .map(|claims| ScopeSet::from_token_claim(&claims.scope))
             .unwrap_or_default();
-        if let Some(scope) = message["params"]["name"].as_str().and_then(required_scope)
-            && !granted.contains(scope)
+        if let Some(scope) = message["params"]["name"]
+            .as_str()
+            .and_then(|tool| required_scope(tool, &gate.upstreams))
+            && !granted.contains(&scope)
         {
-            return guard.insufficient_scope(&[scope]).into_response();
+            return gate.guard.insufficient_scope(&[scope]).into_response();
         }
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::http::paths;
 use crate::oauth::client::AuthMethod;
-use crate::oauth::scope::Scope;
 
 /// `GET /.well-known/oauth-protected-resource[/mcp]`.
 pub async fn protected_resource(State(state): State<AppState>) -> impl IntoResponse {
@@ -35,7 +34,7 @@ pub fn protected_resource_document(state: &AppState) -> Value {
         "resource": state.config.mcp_resource(),
         "authorization_servers": [public_url.as_str()],
         // offline_access belongs to the AS, not the resource (MCP 2026-07-28 "Refresh Tokens").
-        "scopes_supported": scope_names(),
+        "scopes_supported": scope_names(state),
         "bearer_methods_supported": ["header"],
         "resource_name": "nexus-gateway",
     })
@@ -48,8 +47,8 @@ pub fn authorization_server_document(state: &AppState) -> Value {
         .iter()
         .map(|method| method.as_str())
         .collect();
-    let mut scopes = scope_names();
-    scopes.push("offline_access");
+    let mut scopes = scope_names(state);
+    scopes.push("offline_access".to_owned());
     json!({
         "issuer": public_url.as_str(),
         "authorization_endpoint": public_url.join(paths::AUTHORIZE),
@@ -69,8 +68,15 @@ pub fn authorization_server_document(state: &AppState) -> Value {
     })
 }
 
-fn scope_names() -> Vec<&'static str> {
-    Scope::ALL.iter().map(|scope| scope.as_str()).collect()
+fn scope_names(state: &AppState) -> Vec<String> {
+    state
+        .auth
+        .settings()
+        .scopes
+        .all()
+        .iter()
+        .map(|scope| scope.as_str().to_owned())
+        .collect()
 }
 
 fn cached(body: impl IntoResponse) -> impl IntoResponse {

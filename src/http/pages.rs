@@ -43,7 +43,7 @@ pub struct ConsentPage<'a> {
     pub client_name: &'a str,
     pub client_id: &'a str,
     pub redirect_host: &'a str,
-    pub permissions: Vec<&'static str>,
+    pub permissions: Vec<String>,
     pub request_id: &'a str,
     pub csrf: &'a str,
 }

@@ -30,19 +30,29 @@ use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
 use crate::queue::{PullQuery, Queue, SendRequest, Sent};
+use crate::upstream::Upstreams;
 
 /// The longest a `pull_updates` call may wait for news.
 const MAX_PULL_WAIT_SECONDS: u32 = 50;
 /// How often a waiting `pull_updates` reports progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The scope a tool needs; `None` for a name that is not one of ours.
-pub fn required_scope(tool: &str) -> Option<Scope> {
+/// The scope a built-in tool needs; `None` for a name that is not a built-in tool.
+pub fn builtin_scope(tool: &str) -> Option<Scope> {
     match tool {
         "send_message" | "cancel_message" => Some(Scope::TasksWrite),
         "pull_updates" | "queue_status" | "get_message" => Some(Scope::TasksRead),
         _ => None,
     }
+}
+
+/// The scope a tool needs, built-in or federated; `None` for a name that is no tool of ours.
+pub fn required_scope(tool: &str, upstreams: &Upstreams) -> Option<Scope> {
+    builtin_scope(tool).or_else(|| {
+        upstreams
+            .route(tool)
+            .map(|route| Scope::Upstream(route.scope.as_str().into()))
+    })
 }
 
 /// The verified claims of the request's access token, put there by the bearer guard.
@@ -74,16 +84,23 @@ fn unauthenticated() -> McpError {
 pub struct McpServer {
     queue: Queue,
     metrics: Metrics,
+    upstreams: Upstreams,
     // Built once at start; each stateless request's handler shares it.
     tool_router: Arc<ToolRouter<McpServer>>,
 }
 
 impl McpServer {
     /// A handler over `queue`; `tool_router` comes from `McpServer::router()`, built once.
-    pub fn new(queue: Queue, metrics: Metrics, tool_router: Arc<ToolRouter<McpServer>>) -> Self {
+    pub fn new(
+        queue: Queue,
+        metrics: Metrics,
+        upstreams: Upstreams,
+        tool_router: Arc<ToolRouter<McpServer>>,
+    ) -> Self {
         Self {
             queue,
             metrics,
+            upstreams,
             tool_router,
         }
     }
@@ -298,12 +315,16 @@ impl ServerHandler for McpServer {
         let granted = claims_of(&context)
             .map(|claims| ScopeSet::from_token_claim(&claims.scope))
             .unwrap_or_default();
-        let tools = self
+        let mut tools: Vec<_> = self
             .tool_router
             .list_all()
             .into_iter()
-            .filter(|tool| required_scope(&tool.name).is_some_and(|scope| granted.contains(scope)))
+            .filter(|tool| builtin_scope(&tool.name).is_some_and(|scope| granted.contains(&scope)))
             .collect();
+        tools.extend(
+            self.upstreams
+                .list_tools(|scope| granted.contains_str(scope)),
+        );
         let supports_cache_hints = context
             .protocol_version()
             .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
@@ -328,8 +349,8 @@ impl ServerHandler for McpServer {
         let granted = claims_of(&context)
             .map(|claims| ScopeSet::from_token_claim(&claims.scope))
             .ok_or_else(unauthenticated)?;
-        if let Some(scope) = required_scope(&request.name)
-            && !granted.contains(scope)
+        if let Some(scope) = required_scope(&request.name, &self.upstreams)
+            && !granted.contains(&scope)
         {
             return Err(McpError::invalid_request(
                 format!("this token lacks the {} scope", scope.as_str()),
@@ -337,6 +358,22 @@ impl ServerHandler for McpServer {
             ));
         }
         let tool = request.name.to_string();
+        if builtin_scope(&tool).is_none()
+            && let Some(route) = self.upstreams.route(&tool)
+        {
+            // Federated: forwarded with only the arguments (never the caller's token).
+            let result = self
+                .upstreams
+                .call(route, request.arguments, context.ct.clone())
+                .await;
+            let outcome = if result.is_error == Some(true) {
+                "tool_error"
+            } else {
+                "ok"
+            };
+            self.metrics.tool_call(&tool, outcome);
+            return Ok(CallToolResponse::Complete(result));
+        }
         let result = self
             .tool_router
             .call(ToolCallContext::new(self, request, context))

@@ -186,7 +186,7 @@ impl AuthServer {
                 "resource is not served by this authorization server",
             ));
         }
-        let scope = ScopeSet::grant_for_request(request.scope.as_deref());
+        let scope = ScopeSet::grant_for_request(request.scope.as_deref(), &self.settings().scopes);
 
         let now = self.now();
         let request_id = secrets::random_id("ar_");

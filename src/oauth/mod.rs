@@ -67,6 +67,8 @@ pub struct AuthSettings {
     pub unused_client_ttl: i64,
     /// Custom redirect-URI schemes accepted at registration.
     pub custom_redirect_schemes: Vec<String>,
+    /// The scopes this gateway grants (built-in and upstream).
+    pub scopes: scope::ScopeCatalog,
 }
 
 impl AuthSettings {
@@ -85,6 +87,7 @@ impl AuthSettings {
             owner_session_ttl: seconds(config.oauth.owner_session_ttl),
             unused_client_ttl: seconds(config.oauth.unused_client_ttl),
             custom_redirect_schemes: config.oauth.custom_redirect_schemes.clone(),
+            scopes: scope::ScopeCatalog::from_config(config),
         }
     }
 

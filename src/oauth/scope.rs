@@ -1,41 +1,115 @@
-//! The scopes this gateway grants, and the RFC 6749 §3.3 rules for requested scope: unknown
-//! scopes are ignored, and a request naming none of ours gets the default (all of them).
+//! The scopes this gateway grants (the built-in task scopes and those of upstream tools, in a
+//! `ScopeCatalog` built from the configuration), and the RFC 6749 §3.3 rules for requested
+//! scope: unknown scopes are ignored, and a request naming none of ours gets all of them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::config::upstreams::is_valid_upstream_scope;
 
 /// One scope of the MCP resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     /// Read tasks and their updates.
     TasksRead,
     /// Send and cancel tasks.
     TasksWrite,
+    /// Call the tools an upstream MCP server publishes under this scope (`upstream:...`).
+    Upstream(Arc<str>),
 }
 
 impl Scope {
-    /// Every scope, in the order they are advertised.
-    pub const ALL: [Scope; 2] = [Scope::TasksRead, Scope::TasksWrite];
+    /// The built-in scopes, in the order they are advertised.
+    pub const BUILT_IN: [Scope; 2] = [Scope::TasksRead, Scope::TasksWrite];
 
     /// The scope as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Scope::TasksRead => "tasks:read",
             Scope::TasksWrite => "tasks:write",
+            Scope::Upstream(name) => name,
         }
     }
 
-    /// What holding this scope lets a client do, for the consent page.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Scope::TasksRead => "Read your agent's tasks, their status and replies",
-            Scope::TasksWrite => "Send tasks to your agent and cancel them",
-        }
-    }
-
-    /// Parses one scope token; `None` for scopes we do not know.
+    /// Parses one scope token: a built-in scope, or any well-formed `upstream:` scope (whether
+    /// this configuration still has it is the catalog's question). `None` for anything else.
     pub fn parse(token: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == token)
+        Scope::BUILT_IN
+            .into_iter()
+            .find(|scope| scope.as_str() == token)
+            .or_else(|| is_valid_upstream_scope(token).then(|| Scope::Upstream(token.into())))
+    }
+}
+
+/// The scopes this gateway grants: the built-in ones and those of the configured upstream
+/// tools, with what each lets a client do (for the consent page and the owner's prompt).
+#[derive(Debug, Clone, Default)]
+pub struct ScopeCatalog {
+    upstream: BTreeMap<Scope, String>,
+}
+
+impl ScopeCatalog {
+    /// The catalog of a configuration: each upstream scope unlocks its tools.
+    pub fn from_config(config: &Config) -> Self {
+        let mut tools: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for upstream in &config.upstreams {
+            for tool in &upstream.tools {
+                *tools
+                    .entry(upstream.scope_of(tool))
+                    .or_default()
+                    .entry(upstream.name.clone())
+                    .or_default() += 1;
+            }
+        }
+        let upstream = tools
+            .into_iter()
+            .map(|(scope, per_upstream)| {
+                let parts: Vec<String> = per_upstream
+                    .iter()
+                    .map(|(name, count)| {
+                        format!(
+                            "{count} tool{} of {name}",
+                            if *count == 1 { "" } else { "s" }
+                        )
+                    })
+                    .collect();
+                (
+                    Scope::Upstream(scope.into()),
+                    format!("Use {} from your homelab", parts.join(", ")),
+                )
+            })
+            .collect();
+        Self { upstream }
+    }
+
+    /// Every scope, built-in first.
+    pub fn all(&self) -> ScopeSet {
+        ScopeSet(
+            Scope::BUILT_IN
+                .into_iter()
+                .chain(self.upstream.keys().cloned())
+                .collect(),
+        )
+    }
+
+    /// Whether this gateway grants `scope`.
+    pub fn knows(&self, scope: &Scope) -> bool {
+        matches!(scope, Scope::TasksRead | Scope::TasksWrite) || self.upstream.contains_key(scope)
+    }
+
+    /// What holding `scope` lets a client do.
+    pub fn describe(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::TasksRead => "Read your agent's tasks, their status and replies".into(),
+            Scope::TasksWrite => "Send tasks to your agent and cancel them".into(),
+            Scope::Upstream(name) => self
+                .upstream
+                .get(scope)
+                .cloned()
+                .unwrap_or_else(|| format!("Use tools published from your homelab ({name})")),
+        }
     }
 }
 
@@ -44,38 +118,33 @@ impl Scope {
 pub struct ScopeSet(BTreeSet<Scope>);
 
 impl ScopeSet {
-    /// Every scope.
-    pub fn all() -> Self {
-        Self(Scope::ALL.into_iter().collect())
-    }
-
-    /// The scopes to grant for a requested `scope` parameter: ours among those named, or
-    /// all of ours when the request names none (absent, empty, or only foreign scopes
-    /// such as `offline_access` or `claudeai`).
-    pub fn grant_for_request(requested: Option<&str>) -> Self {
+    /// The scopes to grant for a requested `scope` parameter: those of `catalog` among the
+    /// ones named, or all of them when the request names none it knows (absent, empty, or
+    /// only foreign scopes such as `offline_access` or `claudeai`).
+    pub fn grant_for_request(requested: Option<&str>, catalog: &ScopeCatalog) -> Self {
         let known: BTreeSet<Scope> = requested
             .unwrap_or_default()
             .split_ascii_whitespace()
             .filter_map(Scope::parse)
+            .filter(|scope| catalog.knows(scope))
             .collect();
         if known.is_empty() {
-            Self::all()
+            catalog.all()
         } else {
             Self(known)
         }
     }
 
-    /// Parses a stored or operator-given scope string strictly: every token must be ours.
-    pub fn parse_strict(text: &str) -> Result<Self, String> {
+    /// Parses an operator-given scope string strictly: every token must be in `catalog`.
+    pub fn parse_strict(text: &str, catalog: &ScopeCatalog) -> Result<Self, String> {
         let mut scopes = BTreeSet::new();
         for token in text
             .split(|c: char| c.is_ascii_whitespace() || c == ',')
             .filter(|token| !token.is_empty())
         {
-            let scope = Scope::parse(token).ok_or_else(|| {
-                let known: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
-                format!("unknown scope `{token}` (known: {})", known.join(", "))
-            })?;
+            let scope = Scope::parse(token)
+                .filter(|scope| catalog.knows(scope))
+                .ok_or_else(|| format!("unknown scope `{token}` (known: {})", catalog.all()))?;
             scopes.insert(scope);
         }
         if scopes.is_empty() {
@@ -94,13 +163,18 @@ impl ScopeSet {
     }
 
     /// Whether the set holds `scope`.
-    pub fn contains(&self, scope: Scope) -> bool {
-        self.0.contains(&scope)
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// Whether the set holds the scope written `scope`.
+    pub fn contains_str(&self, scope: &str) -> bool {
+        self.0.iter().any(|held| held.as_str() == scope)
     }
 
     /// The scopes in advertising order.
-    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        self.0.iter().copied()
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> + '_ {
+        self.0.iter()
     }
 }
 
@@ -125,7 +199,7 @@ mod tests {
     #[track_caller]
     fn check(requested: Option<&str>, granted: &str) {
         assert_eq!(
-            ScopeSet::grant_for_request(requested).to_string(),
+            ScopeSet::grant_for_request(requested, &ScopeCatalog::default()).to_string(),
             granted,
             "requested {requested:?}"
         );
@@ -148,12 +222,39 @@ mod tests {
     #[test]
     fn strict_parsing_names_the_bad_scope() {
         assert_eq!(
-            ScopeSet::parse_strict("tasks:read,tasks:write").map(|set| set.to_string()),
+            ScopeSet::parse_strict("tasks:read,tasks:write", &ScopeCatalog::default())
+                .map(|set| set.to_string()),
             Ok("tasks:read tasks:write".into())
         );
         assert!(
-            ScopeSet::parse_strict("tasks:admin").is_err_and(|error| error.contains("tasks:admin"))
+            ScopeSet::parse_strict("tasks:admin", &ScopeCatalog::default())
+                .is_err_and(|error| error.contains("tasks:admin"))
         );
-        assert!(ScopeSet::parse_strict(" ").is_err());
+        assert!(ScopeSet::parse_strict(" ", &ScopeCatalog::default()).is_err());
+    }
+
+    #[test]
+    fn upstream_scopes_are_granted_only_when_configured() {
+        let config = crate::config::Config::from_toml(
+            "[[upstreams]]\nname = \"fleet\"\ncommand = \"/bin/fleet\"\ntools = [{ name = \"a\" }, { name = \"b\" }, { name = \"c\", scope = \"upstream:fleet:admin\" }]\n",
+        )
+        .expect("config");
+        let catalog = ScopeCatalog::from_config(&config);
+        assert_eq!(
+            catalog.all().to_string(),
+            "tasks:read tasks:write upstream:fleet upstream:fleet:admin"
+        );
+        assert_eq!(
+            ScopeSet::grant_for_request(Some("upstream:fleet upstream:other"), &catalog)
+                .to_string(),
+            "upstream:fleet"
+        );
+        assert_eq!(
+            catalog.describe(&Scope::Upstream("upstream:fleet".into())),
+            "Use 2 tools of fleet from your homelab"
+        );
+        assert!(ScopeSet::parse_strict("upstream:other", &catalog).is_err());
+        // A token keeps what it was granted, even a scope since removed from the configuration.
+        assert!(ScopeSet::from_token_claim("upstream:gone").contains_str("upstream:gone"));
     }
 }

@@ -11,6 +11,7 @@ mod owner;
 mod queue;
 mod tokens;
 mod transport;
+mod upstreams;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use queue::{
     UpdateRecord,
 };
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
+pub use upstreams::PinnedToolRecord;
 
 /// A failure of the store; callers treat all of them as internal errors.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub clock: ManualClock,
     pub auth: AuthServer,
+    /// The federated upstreams, to wait for one to be ready.
+    pub upstreams: nexus_gateway::upstream::Upstreams,
     pub config: Config,
     pub owner_passphrase: Option<String>,
     pub data_dir: Arc<TempDir>,
@@ -86,6 +88,7 @@ pub async fn spawn_in(
         .await
         .expect("app builds");
     let auth = app.state().auth.clone();
+    let upstreams = app.state().upstreams.clone();
     let owner_passphrase = app.generated_owner_passphrase().map(str::to_owned);
     let internal = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -93,7 +96,9 @@ pub async fn spawn_in(
     let internal_url = format!("http://{}", internal.local_addr().expect("address"));
     let app = app
         .merge_routes(protected_routes(&auth))
-        .with_internal_listener(internal);
+        .with_internal_listener(internal)
+        // In-process, this program is the test binary: stdio upstreams run under the real one.
+        .with_upstream_shim(env!("CARGO_BIN_EXE_nexus-gateway").into());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.serve(listener, shutdown.clone()));
     let http = reqwest::Client::builder()
@@ -106,6 +111,7 @@ pub async fn spawn_in(
         http,
         clock,
         auth,
+        upstreams,
         config,
         owner_passphrase,
         data_dir,

@@ -257,7 +257,11 @@ fn consent_page(state: &AppState, view: &ConsentView, session: &str) -> Response
         client_name: &view.client_name,
         client_id: &view.client_id,
         redirect_host: &view.redirect_host,
-        permissions: view.scopes.iter().map(|scope| scope.describe()).collect(),
+        permissions: view
+            .scopes
+            .iter()
+            .map(|scope| state.auth.settings().scopes.describe(scope))
+            .collect(),
         request_id: &view.request_id,
         csrf: &csrf,
     };

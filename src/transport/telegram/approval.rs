@@ -7,6 +7,7 @@
 use crate::clock::UnixSeconds;
 use crate::oauth::ConsentView;
 use crate::oauth::remote_approval::RequestContext;
+use crate::oauth::scope::ScopeCatalog;
 use crate::queue::rfc3339;
 use crate::transport::telegram::TelegramTarget;
 use crate::transport::telegram::api::TelegramError;
@@ -38,7 +39,7 @@ pub async fn ask_owner(
             "no owner_user_id is configured".into(),
         ));
     };
-    let text = prompt_text(view, context, requester);
+    let text = prompt_text(view, context, requester, &target.auth.settings().scopes);
     let buttons = vec![vec![InlineButton {
         text: "Deny".into(),
         callback_data: approval_callback(false, deny_token),
@@ -56,8 +57,13 @@ pub fn prompt_text(
     view: &ConsentView,
     context: &RequestContext,
     requester: &Requester<'_>,
+    catalog: &ScopeCatalog,
 ) -> String {
-    let scopes: Vec<&str> = view.scopes.iter().map(|scope| scope.describe()).collect();
+    let scopes: Vec<String> = view
+        .scopes
+        .iter()
+        .map(|scope| catalog.describe(scope))
+        .collect();
     let user_agent: String = requester
         .user_agent
         .map(|agent| {

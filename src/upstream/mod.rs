@@ -1,0 +1,486 @@
+//! Federation: tools of upstream MCP servers (stdio children or Streamable HTTP), allow-listed,
+//! renamed and scoped by the configuration, served from pinned definitions and forwarded
+//! through one shared, supervised client per upstream.
+//!
+//! - `supervisor.rs`: connects, re-connects with backoff, pings, and checks the tool list.
+//! - `stdio.rs`: the child's process group, environment, stderr, and the shim that kills the
+//!   group if the gateway dies; `http.rs`: the HTTP client (its own credential only).
+//! - `client.rs`: what we are to an upstream (no sampling, elicitation or roots).
+//! - `pinned.rs`: the rug-pull defence (drift between pinned and live definitions).
+//! - `operator.rs`: `upstreams list`, `approve` and `import`.
+//!
+//! The client's token and headers never go upstream. An upstream that is down leaves its
+//! tools listed; a call answers a tool error that says why.
+
+mod client;
+pub mod http;
+pub mod operator;
+pub mod pinned;
+pub mod stdio;
+mod supervisor;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rmcp::RoleClient;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Tool};
+use rmcp::service::Peer;
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::upstreams::{ToolMode, UpstreamConfig};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::upstream::pinned::Drift;
+
+/// The largest result passed back from an upstream; a larger one becomes a tool error.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+/// Where one upstream's connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Connecting (or never connected yet).
+    Starting,
+    /// Connected and answering pings.
+    Ready,
+    /// Down; the next attempt is at `retry_at`.
+    Backoff {
+        /// When the supervisor tries again.
+        retry_at: Instant,
+        /// Why it is down.
+        reason: String,
+    },
+}
+
+/// A pinned tool of one upstream, as the upstream defined it, with its drift.
+#[derive(Debug, Clone)]
+pub struct PinnedTool {
+    /// The pinned definition (upstream's name).
+    pub tool: Tool,
+    /// How the live definition differs, if it does.
+    pub drift: Option<Drift>,
+}
+
+/// One exposed tool: where calls to it go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The upstream's name.
+    pub upstream: String,
+    /// The tool's name at the upstream.
+    pub tool: String,
+    /// The name clients see.
+    pub exposed: String,
+    /// The scope a token needs.
+    pub scope: String,
+    /// Direct or queued.
+    pub mode: ToolMode,
+}
+
+/// One upstream: its configuration, connection, slots and pinned tools.
+pub struct Upstream {
+    config: UpstreamConfig,
+    status: watch::Sender<Status>,
+    peer: RwLock<Option<Peer<RoleClient>>>,
+    slots: Semaphore,
+    pinned: RwLock<BTreeMap<String, PinnedTool>>,
+    restarts: AtomicU64,
+}
+
+impl Upstream {
+    fn new(config: UpstreamConfig) -> Self {
+        let slots = usize::try_from(config.max_concurrency.max(1)).unwrap_or(1);
+        Self {
+            config,
+            status: watch::Sender::new(Status::Starting),
+            peer: RwLock::new(None),
+            slots: Semaphore::new(slots),
+            pinned: RwLock::new(BTreeMap::new()),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// Where the connection stands.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status satisfies `done` (for tests and the operator).
+    pub async fn wait_for_status(&self, done: impl FnMut(&Status) -> bool) {
+        let mut receiver = self.status.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = receiver.wait_for(done).await;
+    }
+
+    /// How many times the connection was (re)started after a failure.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The pinned tools, by their upstream name.
+    pub fn pinned(&self) -> BTreeMap<String, PinnedTool> {
+        read(&self.pinned).clone()
+    }
+
+    fn set_status(&self, status: Status) {
+        self.status.send_replace(status);
+    }
+
+    fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
+        *write(&self.peer) = peer;
+    }
+
+    fn peer(&self) -> Option<Peer<RoleClient>> {
+        read(&self.peer).clone()
+    }
+
+    fn set_pinned(&self, pinned: BTreeMap<String, PinnedTool>) {
+        *write(&self.pinned) = pinned;
+    }
+
+    /// The tool error for a call made while the upstream is not connected.
+    fn unavailable(&self) -> String {
+        match self.status() {
+            Status::Backoff { retry_at, reason } => {
+                let seconds = retry_at
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+                    .max(1);
+                format!(
+                    "upstream {} is restarting ({reason}); try again in ~{seconds} s",
+                    self.config.name
+                )
+            }
+            Status::Starting | Status::Ready => format!(
+                "upstream {} is starting; try again in a few seconds",
+                self.config.name
+            ),
+        }
+    }
+}
+
+/// Every configured upstream, and the table from exposed names to them.
+#[derive(Clone)]
+pub struct Upstreams {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    routes: Vec<Route>,
+    store: Store,
+    clock: SharedClock,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Upstreams")
+            .field(
+                "upstreams",
+                &self.inner.upstreams.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    /// The upstreams of a validated configuration (nothing is started yet).
+    pub fn new(
+        configs: &[UpstreamConfig],
+        store: Store,
+        clock: SharedClock,
+        metrics: Metrics,
+    ) -> Self {
+        let mut routes = Vec::new();
+        for config in configs {
+            for tool in &config.tools {
+                routes.push(Route {
+                    upstream: config.name.clone(),
+                    tool: tool.name.clone(),
+                    exposed: config.exposed_name(tool),
+                    scope: config.scope_of(tool),
+                    mode: tool.mode,
+                });
+            }
+        }
+        let upstreams = configs
+            .iter()
+            .map(|config| (config.name.clone(), Arc::new(Upstream::new(config.clone()))))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                upstreams,
+                routes,
+                store,
+                clock,
+                metrics,
+            }),
+        }
+    }
+
+    /// Loads the pinned definitions, then starts one supervisor per upstream (none blocks:
+    /// the built-in tools work with every upstream down). `shim` is this program's executable.
+    pub async fn start(&self, shim: PathBuf, shutdown: &CancellationToken) {
+        for upstream in self.inner.upstreams.values() {
+            if let Err(error) = self.load_pins(upstream).await {
+                tracing::warn!(upstream = %upstream.config.name, error = %error, "cannot read pinned tools");
+            }
+            tokio::spawn(supervisor::supervise(
+                self.clone(),
+                upstream.clone(),
+                shim.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+
+    /// The upstreams, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.inner.upstreams.values()
+    }
+
+    /// One upstream.
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.inner.upstreams.get(name)
+    }
+
+    /// Every exposed tool.
+    pub fn routes(&self) -> &[Route] {
+        &self.inner.routes
+    }
+
+    /// The route of an exposed tool name.
+    pub fn route(&self, exposed: &str) -> Option<&Route> {
+        self.inner
+            .routes
+            .iter()
+            .find(|route| route.exposed == exposed)
+    }
+
+    /// What each upstream scope unlocks, for the consent page and the metadata:
+    /// scope -> (upstream, tool count).
+    pub fn scopes(&self) -> BTreeMap<String, (String, usize)> {
+        let mut scopes: BTreeMap<String, (String, usize)> = BTreeMap::new();
+        for route in &self.inner.routes {
+            scopes
+                .entry(route.scope.clone())
+                .or_insert_with(|| (route.upstream.clone(), 0))
+                .1 += 1;
+        }
+        scopes
+    }
+
+    /// The pinned definitions of the exposed tools whose scope `allowed` accepts, under their
+    /// exposed names. A tool never seen yet has no definition to show and is left out.
+    pub fn list_tools(&self, allowed: impl Fn(&str) -> bool) -> Vec<Tool> {
+        self.inner
+            .routes
+            .iter()
+            .filter(|route| allowed(&route.scope))
+            .filter_map(|route| {
+                let upstream = self.inner.upstreams.get(&route.upstream)?;
+                let mut tool = read(&upstream.pinned).get(&route.tool)?.tool.clone();
+                tool.name = route.exposed.clone().into();
+                Some(tool)
+            })
+            .collect()
+    }
+
+    /// Forwards a call to an exposed tool. Every failure is a tool error (`isError`) that says
+    /// what happened, never a protocol error or a hang. `cancel` fires when the caller goes
+    /// away; dropping the upstream call then sends it `notifications/cancelled`.
+    pub async fn call(
+        &self,
+        route: &Route,
+        arguments: Option<Map<String, Value>>,
+        cancel: CancellationToken,
+    ) -> CallToolResult {
+        let started = Instant::now();
+        let (outcome, result) = self.forward(route, arguments, cancel).await;
+        let elapsed = started.elapsed();
+        self.inner
+            .metrics
+            .upstream_call(&route.upstream, &route.exposed, outcome, elapsed);
+        tracing::info!(
+            upstream = %route.upstream,
+            tool = %route.exposed,
+            outcome,
+            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "upstream tool call"
+        );
+        result
+    }
+
+    async fn forward(
+        &self,
+        route: &Route,
+        arguments: Option<Map<String, Value>>,
+        cancel: CancellationToken,
+    ) -> (&'static str, CallToolResult) {
+        let Some(upstream) = self.inner.upstreams.get(&route.upstream) else {
+            return (
+                "refused",
+                tool_error(format!("no upstream named {}", route.upstream)),
+            );
+        };
+        match read(&upstream.pinned)
+            .get(&route.tool)
+            .map(|pinned| pinned.drift)
+        {
+            None => {
+                return (
+                    "refused",
+                    tool_error(format!(
+                        "upstream {} has not offered {} yet; try again once it is up",
+                        route.upstream, route.tool
+                    )),
+                );
+            }
+            Some(Some(drift)) if drift.blocks_calls() => {
+                return (
+                    "refused",
+                    tool_error(format!(
+                        "the tool {} changed at upstream {} ({}) since the owner approved it; calls are stopped until the owner runs `nexus-gateway upstreams approve {}`",
+                        route.exposed,
+                        route.upstream,
+                        drift.as_str(),
+                        route.upstream
+                    )),
+                );
+            }
+            Some(_) => {}
+        }
+        let timeout = upstream.config.call_timeout;
+        let call = async {
+            // Waiting for a slot counts toward the timeout.
+            let Ok(_slot) = upstream.slots.acquire().await else {
+                return ("error", tool_error("the gateway is shutting down".into()));
+            };
+            let Some(peer) = upstream.peer() else {
+                return ("unavailable", tool_error(upstream.unavailable()));
+            };
+            let mut params = CallToolRequestParams::new(route.tool.clone());
+            params.arguments = arguments;
+            match peer.call_tool_once(params).await {
+                Ok(CallToolResponse::Complete(result)) => {
+                    let size = serde_json::to_vec(&result).map_or(usize::MAX, |bytes| bytes.len());
+                    if size > MAX_RESULT_BYTES {
+                        return (
+                            "too_large",
+                            tool_error(format!(
+                                "upstream {} answered {size} bytes, more than the gateway passes on ({MAX_RESULT_BYTES})",
+                                route.upstream
+                            )),
+                        );
+                    }
+                    let outcome = if result.is_error == Some(true) {
+                        "tool_error"
+                    } else {
+                        "ok"
+                    };
+                    (outcome, result)
+                }
+                Ok(CallToolResponse::InputRequired(_)) => (
+                    "refused",
+                    tool_error(format!(
+                        "upstream {} asked for interactive input, which the gateway does not pass on",
+                        route.upstream
+                    )),
+                ),
+                Ok(_) => (
+                    "refused",
+                    tool_error(format!(
+                        "upstream {} answered with a task, which the gateway does not pass on",
+                        route.upstream
+                    )),
+                ),
+                Err(error) if peer.is_transport_closed() => {
+                    tracing::debug!(upstream = %route.upstream, error = %error, "call failed: connection lost");
+                    ("unavailable", tool_error(upstream.unavailable()))
+                }
+                Err(error) => (
+                    "error",
+                    tool_error(format!(
+                        "upstream {} failed the call: {error}",
+                        route.upstream
+                    )),
+                ),
+            }
+        };
+        tokio::select! {
+            answered = tokio::time::timeout(timeout, call) => match answered {
+                Ok(answer) => answer,
+                Err(_) => (
+                    "timeout",
+                    tool_error(format!(
+                        "upstream {} did not answer within {} s; the call was cancelled",
+                        route.upstream,
+                        timeout.as_secs()
+                    )),
+                ),
+            },
+            () = cancel.cancelled() => ("cancelled", tool_error("the call was cancelled".into())),
+        }
+    }
+
+    /// Reads `upstream`'s pinned tools from the store (the CLI's `approve` writes them there).
+    async fn load_pins(&self, upstream: &Upstream) -> Result<(), crate::store::StoreError> {
+        let records = self.inner.store.pinned_tools(&upstream.config.name).await?;
+        let mut pinned = BTreeMap::new();
+        for record in records {
+            match serde_json::from_str::<Tool>(&record.definition) {
+                Ok(tool) => {
+                    let drift = record.drift.as_deref().and_then(Drift::parse);
+                    pinned.insert(record.name, PinnedTool { tool, drift });
+                }
+                Err(error) => {
+                    tracing::warn!(upstream = %upstream.config.name, tool = %record.name, error = %error, "a pinned definition does not parse; it is left out");
+                }
+            }
+        }
+        upstream.set_pinned(pinned);
+        Ok(())
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn now(&self) -> crate::clock::UnixSeconds {
+        self.inner.clock.now()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+}
+
+/// An `isError` result with `message` as its text.
+pub fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// The longest a health ping may take before it counts as failed.
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere mid-write; the value is whole.
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

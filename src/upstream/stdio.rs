@@ -1,0 +1,139 @@
+//! stdio upstreams: the child runs under a small shim (this binary's hidden `upstream-shim`
+//! command) as the leader of its own process group, with a cleared environment. The whole group
+//! is killed when the connection is dropped, and the shim kills it if the gateway dies without
+//! cleaning up (SIGKILL): it watches its parent. So neither the server nor a grandchild under
+//! npx, uvx or a shell outlives the gateway. Stderr goes to the log line by line, capped.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::{Pid, getpgrp};
+use rmcp::transport::TokioChildProcess;
+use tokio::io::AsyncReadExt;
+use tokio::process::ChildStderr;
+
+use crate::config::upstreams::UpstreamConfig;
+
+/// The hidden subcommand that runs an upstream under the shim.
+pub const SHIM_SUBCOMMAND: &str = "upstream-shim";
+/// The only variables of the gateway's environment a child sees (besides its own `env`).
+const PASSED_VARIABLES: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+/// Longest stderr line logged; the rest of it is dropped.
+const MAX_STDERR_LINE: usize = 1024;
+/// Stderr lines logged per second, at most; a chatty or hostile child cannot flood the log.
+const MAX_STDERR_LINES_PER_SECOND: u32 = 20;
+/// How often the shim checks that the gateway is still its parent.
+const SHIM_WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Kills the upstream's whole process group when dropped.
+#[derive(Debug)]
+pub struct ProcessGroupGuard(Option<i32>);
+
+impl Drop for ProcessGroupGuard {
+    fn drop(&mut self) {
+        if let Some(leader) = self.0 {
+            // The group may be gone already; nothing else can be done about an error here.
+            let _ = killpg(Pid::from_raw(leader), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Starts `config`'s server under `shim` (this binary); returns the MCP transport, the group
+/// guard, and the child's stderr.
+pub fn spawn(
+    config: &UpstreamConfig,
+    command: &Path,
+    shim: &Path,
+) -> std::io::Result<(TokioChildProcess, ProcessGroupGuard, Option<ChildStderr>)> {
+    let mut wrapped = tokio::process::Command::new(shim);
+    wrapped
+        .arg(SHIM_SUBCOMMAND)
+        .arg("--")
+        .arg(command)
+        .args(&config.args)
+        .env_clear()
+        .process_group(0)
+        .kill_on_drop(true);
+    for name in PASSED_VARIABLES {
+        if let Some(value) = std::env::var_os(name) {
+            wrapped.env(name, value);
+        }
+    }
+    wrapped.envs(&config.env);
+    let (transport, stderr) = TokioChildProcess::builder(wrapped)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let leader = transport.id().and_then(|pid| i32::try_from(pid).ok());
+    Ok((transport, ProcessGroupGuard(leader), stderr))
+}
+
+/// Logs an upstream's stderr, one event per line, with the line length and rate capped.
+pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        let mut line = Vec::new();
+        let mut truncated = false;
+        let mut window = Instant::now();
+        let (mut logged, mut dropped) = (0u32, 0u32);
+        while let Ok(read) = stderr.read(&mut buffer).await {
+            if read == 0 {
+                break;
+            }
+            for &byte in &buffer[..read] {
+                if byte != b'\n' {
+                    if line.len() < MAX_STDERR_LINE {
+                        line.push(byte);
+                    } else {
+                        truncated = true;
+                    }
+                    continue;
+                }
+                if window.elapsed() >= Duration::from_secs(1) {
+                    if dropped > 0 {
+                        tracing::warn!(upstream = %upstream, dropped, "upstream stderr lines dropped (rate cap)");
+                    }
+                    window = Instant::now();
+                    (logged, dropped) = (0, 0);
+                }
+                if logged < MAX_STDERR_LINES_PER_SECOND {
+                    logged += 1;
+                    let text = String::from_utf8_lossy(&line);
+                    tracing::info!(upstream = %upstream, truncated, "upstream stderr: {}", text.trim_end());
+                } else {
+                    dropped += 1;
+                }
+                line.clear();
+                truncated = false;
+            }
+        }
+    });
+}
+
+/// The shim: runs `command` in this process group, passes its exit code on, and kills the
+/// whole group if the gateway (its parent) goes away. Returns the exit code.
+pub fn run_shim(command: &OsStr, args: &[OsString]) -> i32 {
+    let parent = std::os::unix::process::parent_id();
+    let mut child = match std::process::Command::new(command).args(args).spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("nexus-gateway upstream-shim: cannot start {command:?}: {error}");
+            return 127;
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code().unwrap_or(1),
+            Ok(None) => {}
+            Err(_) => return 1,
+        }
+        if std::os::unix::process::parent_id() != parent {
+            // Orphaned: the gateway died without stopping us. Take the whole group down.
+            let _ = killpg(getpgrp(), Signal::SIGKILL);
+            return 1;
+        }
+        std::thread::sleep(SHIM_WATCH_INTERVAL);
+    }
+}
