@@ -261,7 +261,9 @@ pub fn upstream_problems(
                 exposed.insert(name, tool_key.clone());
             }
             let scope = upstream.scope_of(tool);
-            if !is_valid_upstream_scope(&scope) {
+            // A default scope from an invalid name is that name's problem, reported above.
+            let named_validly = is_valid_upstream_name(&upstream.name);
+            if (tool.scope.is_some() || named_validly) && !is_valid_upstream_scope(&scope) {
                 problem(
                     format!("{tool_key}.scope"),
                     format!(

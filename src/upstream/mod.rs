@@ -89,6 +89,8 @@ pub struct Upstream {
     slots: Semaphore,
     pinned: RwLock<BTreeMap<String, PinnedTool>>,
     restarts: AtomicU64,
+    /// Woken by a call that found the connection broken: reconnect now, not at the next ping.
+    broken: tokio::sync::Notify,
 }
 
 impl Upstream {
@@ -101,6 +103,7 @@ impl Upstream {
             slots: Semaphore::new(slots),
             pinned: RwLock::new(BTreeMap::new()),
             restarts: AtomicU64::new(0),
+            broken: tokio::sync::Notify::new(),
         }
     }
 
@@ -405,9 +408,19 @@ impl Upstreams {
                         route.upstream
                     )),
                 ),
-                Err(error) if peer.is_transport_closed() => {
-                    tracing::debug!(upstream = %route.upstream, error = %error, "call failed: connection lost");
-                    ("unavailable", tool_error(upstream.unavailable()))
+                Err(
+                    error @ (rmcp::ServiceError::TransportSend(_)
+                    | rmcp::ServiceError::TransportClosed),
+                ) => {
+                    tracing::warn!(upstream = %route.upstream, error = %error, "call failed: the connection is broken; reconnecting");
+                    upstream.broken.notify_one();
+                    (
+                        "unavailable",
+                        tool_error(format!(
+                            "upstream {} cannot be reached; the gateway is reconnecting, try again in a few seconds",
+                            route.upstream
+                        )),
+                    )
                 }
                 Err(error) => (
                     "error",

@@ -157,6 +157,7 @@ async fn serve_connection(
         tokio::select! {
             () = shutdown.cancelled() => break "the gateway is stopping".to_owned(),
             _ = &mut waiting => break "the connection closed".to_owned(),
+            () = upstream.broken.notified() => break "a call found the connection broken".to_owned(),
             () = tools_changed.notified() => {
                 if let Err(error) = refresh_pins(upstreams, upstream, &peer).await {
                     tracing::warn!(upstream = %name, error = %error, "cannot re-check the tool list");

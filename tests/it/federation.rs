@@ -371,3 +371,136 @@ async fn drift_keeps_the_pinned_text_and_a_changed_schema_stops_calls_until_appr
     let added = call_tool(&client, "fx_add", json!({"a": 1, "b": 2})).await;
     assert_eq!(tool_text(&added), "3");
 }
+
+/// Whether `pid` is a live process (a zombie waiting to be reaped counts as gone).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) for a file another process writes.
+fn wait_for_file(path: &Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.trim().is_empty()
+        {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn no_upstream_process_outlives_the_gateway_killed_or_stopped() {
+    for signal in [
+        nix::sys::signal::Signal::SIGKILL,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let dir = TempDir::new().expect("dir");
+        let state = dir.path().join("state");
+        // Under a shell that does not exec: the fixture is a grandchild, as under npx or uvx.
+        let script = format!(
+            "{} --state-dir {}; true",
+            fixture_binary().display(),
+            state.display()
+        );
+        std::fs::write(
+            dir.path().join("gateway.toml"),
+            format!(
+                "listen = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[[upstreams]]\nname = \"fx\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", {:?}]\ntools = [{{ name = \"echo\" }}]\n",
+                dir.path().join("data").display().to_string(),
+                script
+            ),
+        )
+        .expect("config");
+        let mut gateway = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-gateway"))
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"))
+            .arg("serve")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("gateway starts");
+        let pid: i32 = wait_for_file(&state.join("pid"))
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(alive(pid), "the fixture runs");
+        let gateway_pid = nix::unistd::Pid::from_raw(i32::try_from(gateway.id()).expect("pid"));
+        nix::sys::signal::kill(gateway_pid, signal).expect("signal");
+        gateway.wait().expect("the gateway exits");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the upstream (pid {pid}) outlived the gateway after {signal:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_http_upstream_gets_its_own_credential_never_the_clients_token() {
+    let state = TempDir::new().expect("state");
+    let mut server = tokio::process::Command::new(fixture_binary())
+        .args(["--http", "127.0.0.1:0", "--state-dir"])
+        .arg(state.path())
+        .kill_on_drop(true)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fixture starts");
+    let address = tokio::task::spawn_blocking({
+        let path = state.path().join("addr");
+        move || wait_for_file(&path)
+    })
+    .await
+    .expect("addr");
+    let upstream = toml_upstream(&format!(
+        // cargo sets CARGO_PKG_NAME for the test process: a credential we know.
+        "name = \"web\"\nurl = \"http://{}/mcp\"\nbearer_token_env = \"CARGO_PKG_NAME\"\ntools = [{{ name = \"headers\" }}, {{ name = \"echo\" }}]\n",
+        address.trim()
+    ));
+    let app = spawn_app_with(|config| config.upstreams = vec![upstream]).await;
+    ready(&app, "web").await;
+    let token = app.access_token("upstream:web").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let seen = call_tool(&client, "web_headers", json!({})).await;
+    let headers = &seen.structured_content.expect("structured")["headers"];
+    assert_eq!(
+        headers["authorization"],
+        json!(["Bearer nexus-gateway"]),
+        "{headers}"
+    );
+    let text = headers.to_string();
+    assert!(
+        !text.contains(&token),
+        "the client's token went upstream: {text}"
+    );
+    assert_eq!(
+        tool_text(&call_tool(&client, "web_echo", json!({"text": "hi"})).await),
+        "echo: hi"
+    );
+    server.kill().await.expect("kill");
+    // Down: still listed, and a call says so instead of hanging.
+    let down = call_tool(&client, "web_echo", json!({"text": "hi"})).await;
+    assert_eq!(down.is_error, Some(true));
+    assert!(
+        tool_text(&down).contains("upstream web"),
+        "{}",
+        tool_text(&down)
+    );
+    assert!(tool_names(&client).await.contains(&"web_echo".to_owned()));
+}

@@ -11,6 +11,7 @@ mod clients;
 mod dmz;
 mod fake_telegram;
 mod federation;
+mod federation_real;
 mod mcp_tools;
 mod oauth_flow;
 mod oauth_rejections;
