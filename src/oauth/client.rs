@@ -8,6 +8,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::{Host, Url};
 
+use crate::oauth::client_name::display_name;
+
 /// Longest redirect URI accepted.
 const MAX_REDIRECT_URI_LEN: usize = 2048;
 /// Most redirect URIs one client may register.
@@ -149,8 +151,7 @@ impl RegistrationRequest {
             grant_types.push("refresh_token".into());
         }
 
-        let name =
-            clean_text(self.client_name.as_deref()).unwrap_or_else(|| "Unnamed client".into());
+        let name = display_name(self.client_name.as_deref().unwrap_or_default());
         if name.chars().count() > 200 {
             return Err(Metadata("client_name is too long (at most 200 characters)"));
         }
@@ -281,17 +282,6 @@ fn is_loopback_host(host: &Host<&str>) -> bool {
     }
 }
 
-/// Trims a free-text value and drops control characters; `None` when nothing is left.
-fn clean_text(text: Option<&str>) -> Option<String> {
-    let cleaned: String = text?
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    (!cleaned.is_empty()).then_some(cleaned)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,7 +350,7 @@ mod tests {
     #[test]
     fn registration_defaults_and_rejections() {
         let request: RegistrationRequest =
-            serde_json::from_value(json!({"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "client_name": " Claude\u{7}"}))
+            serde_json::from_value(json!({"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "client_name": " Claude\u{7}\u{202E}"}))
                 .expect("valid json");
         let validated = request.validate(&[]).expect("valid registration");
         assert_eq!(validated.name, "Claude");

@@ -361,3 +361,38 @@ async fn the_operator_can_change_the_passphrase() {
         "only the argon2id hash is stored"
     );
 }
+
+#[tokio::test]
+async fn the_owners_pages_show_a_client_name_without_hidden_characters() {
+    let app = password_app().await;
+    // U+202E makes "moc.elgoog" display as "google.com"; U+2028 breaks the line.
+    let response = app
+        .register(serde_json::json!({
+            "redirect_uris": [crate::support::REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+            "client_name": "Evil\u{202E}moc.elgoog\u{2028}\u{200B}Client",
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registered: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(registered["client_name"], "Evilmoc.elgoog Client");
+    let client = TestClient {
+        client_id: registered["client_id"].as_str().expect("id").to_owned(),
+        client_secret: None,
+        redirect_uri: crate::support::REDIRECT_URI.to_owned(),
+    };
+    let mut browser = Browser::new(&app);
+    let login = browser
+        .open_authorize(&client, &Pkce::new(), "s")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let consent = browser.reach_consent(&client, &Pkce::new(), "s").await;
+    for page in [&login, &consent] {
+        for hidden in ['\u{202E}', '\u{2028}', '\u{200B}'] {
+            assert!(!page.contains(hidden), "page shows U+{:04X}", hidden as u32);
+        }
+        assert!(page.contains("Evilmoc.elgoog Client"), "{page}");
+    }
+}
