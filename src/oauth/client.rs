@@ -263,12 +263,15 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
         && requested.fragment().is_none()
 }
 
-/// The host part of a redirect URI, for the consent page ("where will the code go?").
+/// Where the code will go, for the consent page, the login page and the Telegram prompt: the
+/// host of an `http(s)` redirect URI. A custom scheme is handed to whichever app on the device
+/// claimed it, so the "host" in `cursor://claude.ai/cb` is only text the client chose; showing
+/// it would vouch for a site that never sees the code. Such a URI is named by its scheme.
 pub fn redirect_host(uri: &str) -> String {
     match Url::parse(uri) {
-        Ok(url) => match url.host_str() {
-            Some(host) => host.to_owned(),
-            None => format!("{}:", url.scheme()),
+        Ok(url) => match (url.scheme(), url.host_str()) {
+            ("http" | "https", Some(host)) => host.to_owned(),
+            (scheme, _) => format!("the app that opens {scheme}: links"),
         },
         Err(_) => "an unknown place".into(),
     }
@@ -345,6 +348,25 @@ mod tests {
             "http://localhost:1/cb",
             "http://localhost:2/other"
         ));
+    }
+
+    #[test]
+    fn redirect_host_names_only_what_the_uri_proves() {
+        assert_eq!(
+            redirect_host("https://claude.ai/api/mcp/auth_callback"),
+            "claude.ai"
+        );
+        assert_eq!(redirect_host("http://127.0.0.1:3000/cb"), "127.0.0.1");
+        // A custom scheme goes to whichever app claimed it; the "host" is just text.
+        assert_eq!(
+            redirect_host("cursor://claude.ai/cb"),
+            "the app that opens cursor: links"
+        );
+        assert_eq!(
+            redirect_host("com.example.app:/oauth"),
+            "the app that opens com.example.app: links"
+        );
+        assert_eq!(redirect_host("not a uri"), "an unknown place");
     }
 
     #[test]

@@ -396,3 +396,40 @@ async fn the_owners_pages_show_a_client_name_without_hidden_characters() {
         assert!(page.contains("Evilmoc.elgoog Client"), "{page}");
     }
 }
+
+#[tokio::test]
+async fn a_custom_scheme_redirect_is_shown_as_the_app_not_as_a_host() {
+    let app = spawn_app_with(|config| {
+        config.approval = ApprovalMode::Password;
+        config.oauth.custom_redirect_schemes = vec!["cursor".into()];
+    })
+    .await;
+    // Any app can claim `cursor:`; the "claude.ai" in the URI proves nothing.
+    let redirect_uri = "cursor://claude.ai/cb";
+    let response = app
+        .register(serde_json::json!({
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "none",
+            "client_name": "Editor",
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registered: serde_json::Value = response.json().await.expect("json");
+    let client = TestClient {
+        client_id: registered["client_id"].as_str().expect("id").to_owned(),
+        client_secret: None,
+        redirect_uri: redirect_uri.to_owned(),
+    };
+    let mut browser = Browser::new(&app);
+    let login = browser
+        .open_authorize(&client, &Pkce::new(), "s")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let consent = browser.reach_consent(&client, &Pkce::new(), "s").await;
+    for page in [&login, &consent] {
+        assert!(page.contains("the app that opens cursor: links"), "{page}");
+        assert!(!page.contains("claude.ai"), "{page}");
+    }
+}
