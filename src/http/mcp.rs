@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::http::bearer::{BearerGuard, require_bearer};
 use crate::http::paths;
+use crate::mcp::waits::WaitSlots;
 use crate::mcp::{McpServer, required_scope};
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::ScopeSet;
@@ -53,12 +54,14 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
     let queue = state.queue.clone();
     let metrics = state.metrics.clone();
     let tool_router = McpServer::router();
+    let waits = Arc::new(WaitSlots::default());
     let service = StreamableHttpService::new(
         move || {
             Ok(McpServer::new(
                 queue.clone(),
                 metrics.clone(),
                 tool_router.clone(),
+                waits.clone(),
             ))
         },
         Arc::new(NeverSessionManager::default()),

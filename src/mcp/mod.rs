@@ -3,6 +3,7 @@
 //! tools the token's scopes allow, and a call to any other is refused.
 
 pub mod tools;
+pub mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::mcp::tools::{
     CancelMessageResult, GetMessageResult, MessageIdArgs, PullUpdatesArgs, PullUpdatesResult,
     QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult, TargetCounts,
 };
+use crate::mcp::waits::WaitSlots;
 use crate::metrics::Metrics;
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::{Scope, ScopeSet};
@@ -76,15 +78,24 @@ pub struct McpServer {
     metrics: Metrics,
     // Built once at start; each stateless request's handler shares it.
     tool_router: Arc<ToolRouter<McpServer>>,
+    // Shared by every request's handler: the bounds hold across requests.
+    waits: Arc<WaitSlots>,
 }
 
 impl McpServer {
-    /// A handler over `queue`; `tool_router` comes from `McpServer::router()`, built once.
-    pub fn new(queue: Queue, metrics: Metrics, tool_router: Arc<ToolRouter<McpServer>>) -> Self {
+    /// A handler over `queue`; `tool_router` comes from `McpServer::router()` and `waits`
+    /// from `WaitSlots::default()`, each built once and shared by every request's handler.
+    pub fn new(
+        queue: Queue,
+        metrics: Metrics,
+        tool_router: Arc<ToolRouter<McpServer>>,
+        waits: Arc<WaitSlots>,
+    ) -> Self {
         Self {
             queue,
             metrics,
             tool_router,
+            waits,
         }
     }
 
@@ -136,7 +147,7 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Pass `wait` (seconds, up to 50) to wait for the agent instead of getting an empty list. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
+        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Pass `wait` (seconds, up to 50) to wait for the agent instead of getting an empty list; a client may have at most 4 calls waiting at once, and a call over that answers at once with wait_declined saying so. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
         annotations(
             title = "Pull the agent's updates",
             read_only_hint = true,
@@ -149,8 +160,23 @@ impl McpServer {
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<PullUpdatesArgs>,
     ) -> Result<Json<PullUpdatesResult>, String> {
-        let wait =
-            Duration::from_secs(u64::from(args.wait.unwrap_or(0).min(MAX_PULL_WAIT_SECONDS)));
+        let mut wait_seconds = args.wait.unwrap_or(0).min(MAX_PULL_WAIT_SECONDS);
+        let mut wait_declined = None;
+        // Held until the answer is built; dropping it gives the place back.
+        let _slot = if wait_seconds == 0 {
+            None
+        } else {
+            match self.waits.acquire(&claims.client_id) {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    tracing::info!(client_id = %claims.client_id, reason = ?refused, "pull_updates answered without waiting");
+                    wait_seconds = 0;
+                    wait_declined = Some(refused.to_string());
+                    None
+                }
+            }
+        };
+        let wait = Duration::from_secs(u64::from(wait_seconds));
         let deadline = tokio::time::Instant::now() + wait;
         let mut query = PullQuery {
             since: args.since,
@@ -189,6 +215,7 @@ impl McpServer {
         Ok(Json(PullUpdatesResult {
             updates: pulled.updates.iter().map(UpdateView::from).collect(),
             next_cursor: pulled.next_cursor,
+            wait_declined,
         }))
     }
 

@@ -55,7 +55,8 @@ pub struct PullUpdatesArgs {
     #[serde(default)]
     pub limit: Option<u32>,
     /// When nothing new is there yet, wait up to this many seconds (at most 50) for the agent
-    /// instead of returning an empty list. Progress notifications are sent while waiting.
+    /// instead of returning an empty list. Progress notifications are sent while waiting. At
+    /// most 4 of your calls wait at once; another answers at once, with `wait_declined`.
     #[serde(default)]
     pub wait: Option<u32>,
 }
@@ -67,6 +68,10 @@ pub struct PullUpdatesResult {
     pub updates: Vec<UpdateView>,
     /// Pass this as `since` to continue after these updates.
     pub next_cursor: String,
+    /// Present when you asked to wait but the answer came at once: you (or the gateway as a
+    /// whole) already had the most calls waiting. Says which; pull again later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_declined: Option<String>,
 }
 
 /// `queue_status` arguments.
