@@ -126,6 +126,9 @@ pub fn router(
         .route_layer(axum::middleware::from_fn_with_state(request_metrics, metrics::count_requests))
         .layer(// Read top to bottom: the first layer sees the request first.
             ServiceBuilder::new()
+                // A client's own `x-request-id` would become our id (the layer below keeps
+                // one it finds), so it is taken off first and kept apart for the logs.
+                .map_request(take_client_request_id)
                 // A request id before anything logs, so every line of one request shares it.
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 // Mark credentials sensitive before the trace layer can see them.
@@ -141,7 +144,11 @@ pub fn router(
                                 .get::<RequestId>()
                                 .and_then(|id| id.header_value().to_str().ok())
                                 .unwrap_or_default();
-                            tracing::info_span!("http.request", method = %request.method(), route, request_id)
+                            let client_request_id = request
+                                .extensions()
+                                .get::<ClientRequestId>()
+                                .map(|id| id.0.as_str());
+                            tracing::info_span!("http.request", method = %request.method(), route, request_id, client_request_id)
                         })
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
@@ -154,6 +161,39 @@ pub fn router(
                 // Bound the time to response headers; streamed bodies are not cut by this.
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout)),
         )
+}
+
+/// The longest client request id kept for the logs.
+const MAX_CLIENT_REQUEST_ID: usize = 64;
+
+/// The `x-request-id` a client sent: logged beside ours so a client's report can be matched,
+/// but never used as ours, or a client could make its requests' log lines look like another's
+/// (or fill the logs with whatever it likes).
+#[derive(Debug, Clone)]
+struct ClientRequestId(String);
+
+/// Removes a client's `x-request-id` and keeps its first 64 visible ASCII characters.
+fn take_client_request_id(mut request: Request) -> Request {
+    if let Some(sent) = request
+        .headers_mut()
+        .remove(HeaderName::from_static("x-request-id"))
+    {
+        let kept = visible_prefix(sent.as_bytes());
+        if !kept.is_empty() {
+            request.extensions_mut().insert(ClientRequestId(kept));
+        }
+    }
+    request
+}
+
+/// The visible ASCII characters of `bytes`, at most `MAX_CLIENT_REQUEST_ID` of them.
+fn visible_prefix(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .filter(|byte| byte.is_ascii_graphic())
+        .take(MAX_CLIENT_REQUEST_ID)
+        .map(|&byte| char::from(byte))
+        .collect()
 }
 
 /// Whether the request's `Content-Type` is `media_type` (parameters such as charset ignored).
@@ -183,4 +223,17 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("mcp-session-id"),
         ])
         .max_age(std::time::Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_request_id_keeps_only_64_visible_ascii_characters() {
+        assert_eq!(visible_prefix(b"abc-123"), "abc-123");
+        assert_eq!(visible_prefix(b"a b\tc\x7f\xffd"), "abcd");
+        assert_eq!(visible_prefix(&[b'x'; 100]).len(), 64);
+        assert_eq!(visible_prefix(b" \t"), "");
+    }
 }

@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod dmz;
 mod fake_telegram;
+mod log_capture;
 mod mcp_limits;
 mod mcp_tools;
 mod oauth_flow;
