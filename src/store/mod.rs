@@ -11,6 +11,7 @@ mod owner;
 mod queue;
 mod tokens;
 mod transport;
+mod updates;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,11 +26,9 @@ pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
 pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
 pub use keys::SigningKeyRecord;
-pub use queue::{
-    InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome, UpdateFilter,
-    UpdateRecord,
-};
+pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
+pub use updates::{UpdateFilter, UpdateRecord};
 
 /// A failure of the store; callers treat all of them as internal errors.
 #[derive(Debug, thiserror::Error)]
