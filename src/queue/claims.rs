@@ -52,10 +52,8 @@ impl Queue {
         if !agent.targets.contains(&message.target) {
             return Err(QueueError::NotYourTarget(message.target));
         }
-        if let Some(owner) = message.claimed_by.filter(|owner| *owner != agent.name) {
-            return Err(QueueError::ClaimedByAnother(owner));
-        }
         check_content(content)?;
+        // Whether another agent claimed it is checked inside the store's transaction.
         let result = self
             .transition(
                 id,

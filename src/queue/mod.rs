@@ -280,6 +280,7 @@ impl Queue {
                 Ok(*applied)
             }
             TransitionOutcome::NotFound => Err(QueueError::NotFound(id.to_owned())),
+            TransitionOutcome::ClaimedByAnother(owner) => Err(QueueError::ClaimedByAnother(owner)),
             TransitionOutcome::Refused(from) => Err(QueueError::InvalidTransition {
                 id: id.to_owned(),
                 from,

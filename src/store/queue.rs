@@ -74,6 +74,8 @@ pub enum TransitionOutcome {
     NotFound,
     /// Refused: the message's current status.
     Refused(MessageStatus),
+    /// Refused: another agent claimed the message; its name.
+    ClaimedByAnother(String),
 }
 
 /// Counts for `queue_status`, per target.
@@ -159,7 +161,9 @@ impl Store {
     }
 
     /// Moves a message to `next` (when allowed) and records an update saying so. With
-    /// `next == None` only the update is recorded, unless the message is finished.
+    /// `next == None` only the update is recorded, unless the message is finished. With
+    /// `claimed_by`, the report is an agent's: refused when another agent claimed the message,
+    /// and a status change claims it for this one.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_update(
         &self,
@@ -179,6 +183,14 @@ impl Store {
             return Ok(TransitionOutcome::NotFound);
         };
         let current = message_from_row(&row)?;
+        // Checked here, in the write transaction, not by the caller beforehand: two agents
+        // reporting at once (or one claiming while another reports) would both pass an
+        // earlier look and the later write would take the task from the first.
+        if let (Some(agent), Some(owner)) = (claimed_by, current.claimed_by.as_deref())
+            && agent != owner
+        {
+            return Ok(TransitionOutcome::ClaimedByAnother(owner.to_owned()));
+        }
         let changes_status = next.is_some_and(|next| next != current.status);
         if let Some(next) = next.filter(|_| changes_status)
             && !current.status.can_move_to(next)

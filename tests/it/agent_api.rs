@@ -237,3 +237,75 @@ async fn only_live_agent_tokens_open_the_agent_api() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Two agents of one target race for each task: both report on it at once, or one claims it
+/// while the other reports. Exactly one may win each race, and only the winner writes.
+#[tokio::test]
+async fn two_agents_racing_for_a_task_never_both_win() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let first = app.add_agent("first", &["homelab"]).await;
+    let second = app.add_agent("second", &["homelab"]).await;
+    for round in 0..40 {
+        let sent = client.send_task(&format!("race {round}")).await;
+        let id = sent["id"].as_str().expect("id").to_owned();
+        let report = |agent: &str| {
+            let request = app
+                .http
+                .post(app.url(&format!("/agent/v1/tasks/{id}/updates")))
+                .bearer_auth(agent)
+                .json(&json!({"content": "mine", "status": "in_progress"}));
+            tokio::spawn(async move { request.send().await.expect("report").status() })
+        };
+        let (first_won, second_won) = if round % 2 == 0 {
+            let (a, b) = (report(&first), report(&second));
+            let (a, b) = (a.await.expect("task"), b.await.expect("task"));
+            for status in [a, b] {
+                assert!(
+                    status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+                    "{status}"
+                );
+            }
+            (a == StatusCode::CREATED, b == StatusCode::CREATED)
+        } else {
+            let claim = {
+                let request = app
+                    .http
+                    .get(app.url("/agent/v1/tasks/next?wait=0"))
+                    .bearer_auth(&first);
+                tokio::spawn(async move { request.send().await.expect("claim") })
+            };
+            let b = report(&second);
+            let claimed = claim.await.expect("task");
+            let a = claimed.status() == StatusCode::OK
+                && claimed.json::<Value>().await.expect("json")["task"]["id"] == id.as_str();
+            (a, b.await.expect("task") == StatusCode::CREATED)
+        };
+        assert!(
+            first_won != second_won,
+            "round {round}: first won {first_won}, second won {second_won}"
+        );
+        let winner = if first_won {
+            "agent:first"
+        } else {
+            "agent:second"
+        };
+        let read: Value = app
+            .http
+            .get(app.url(&format!("/agent/v1/tasks/{id}")))
+            .bearer_auth(&first)
+            .send()
+            .await
+            .expect("read")
+            .json()
+            .await
+            .expect("json");
+        for update in read["updates"].as_array().expect("updates") {
+            assert!(
+                update["source"] == "gateway" || update["source"] == winner,
+                "round {round}: {read}"
+            );
+        }
+    }
+}
