@@ -21,8 +21,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::mcp::tools::{
-    CancelMessageResult, GetMessageResult, MessageIdArgs, PullUpdatesArgs, PullUpdatesResult,
-    QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult, TargetCounts,
+    CancelMessageResult, GetMessageArgs, GetMessageResult, MessageIdArgs, PullUpdatesArgs,
+    PullUpdatesResult, QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult,
+    TargetCounts,
 };
 use crate::mcp::waits::WaitSlots;
 use crate::metrics::Metrics;
@@ -31,7 +32,7 @@ use crate::oauth::scope::{Scope, ScopeSet};
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
-use crate::queue::{PullQuery, Queue, SendRequest, Sent};
+use crate::queue::{PullQuery, Queue, SendRequest, Sent, UpdatePage};
 
 /// The longest a `pull_updates` call may wait for news.
 const MAX_PULL_WAIT_SECONDS: u32 = 50;
@@ -253,17 +254,27 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Look up one task by its id: its text, current status, when it was queued, acknowledged, started and finished, and every update about it (status changes and the agent's replies). Use it to answer 'what happened to that task?'. Needs the tasks:read scope.",
+        description = "Look up one task by its id: its text, current status, when it was queued, acknowledged, started and finished, and its updates (status changes and the agent's replies), oldest first, 100 at a time by default: when has_more is true, call again with after set to next_cursor for the next page. Use it to answer 'what happened to that task?'. Needs the tasks:read scope.",
         annotations(title = "Get a task", read_only_hint = true, open_world_hint = false)
     )]
     async fn get_message(
         &self,
-        Parameters(args): Parameters<MessageIdArgs>,
+        Parameters(args): Parameters<GetMessageArgs>,
     ) -> Result<Json<GetMessageResult>, String> {
-        let detail = self.queue.message(&args.id).await.map_err(tool_error)?;
+        let page = UpdatePage {
+            after: args.after,
+            limit: args.limit.map(i64::from),
+        };
+        let detail = self
+            .queue
+            .message(&args.id, page)
+            .await
+            .map_err(tool_error)?;
         Ok(Json(GetMessageResult {
             message: MessageView::from(&detail.message),
             updates: detail.updates.iter().map(UpdateView::from).collect(),
+            has_more: detail.has_more,
+            next_cursor: detail.next_cursor,
         }))
     }
 

@@ -120,13 +120,32 @@ pub struct MessageIdArgs {
     pub id: String,
 }
 
+/// `get_message` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GetMessageArgs {
+    /// The task's id, as returned by send_message.
+    pub id: String,
+    /// Continue after this point: the `next_cursor` of an earlier get_message answer for the
+    /// same task. Leave out to start from the task's first update.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// At most this many updates (default 100, at most 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
 /// `get_message` result.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct GetMessageResult {
     /// The task.
     pub message: MessageView,
-    /// Everything that happened to it, oldest first: status changes and agent replies.
+    /// What happened to it, oldest first: status changes and agent replies (one page).
     pub updates: Vec<UpdateView>,
+    /// True when more updates follow these.
+    pub has_more: bool,
+    /// Present when has_more is true: pass it as `after` to read the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `cancel_message` result.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content};
-use crate::queue::{MessageDetail, Queue};
+use crate::queue::{MessageDetail, Queue, UpdatePage};
 use crate::store::{AgentRecord, MessageRecord, UpdateRecord};
 
 impl Queue {
@@ -69,13 +69,14 @@ impl Queue {
         Ok(result)
     }
 
-    /// Reads a message for an agent that serves its target.
+    /// Reads a message and a page of its updates for an agent that serves its target.
     pub async fn message_for_agent(
         &self,
         agent: &AgentRecord,
         id: &str,
+        page: UpdatePage,
     ) -> Result<MessageDetail, QueueError> {
-        let detail = self.message(id).await?;
+        let detail = self.message(id, page).await?;
         if !agent.targets.contains(&detail.message.target) {
             return Err(QueueError::NotYourTarget(detail.message.target));
         }

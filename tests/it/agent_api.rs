@@ -309,3 +309,45 @@ async fn two_agents_racing_for_a_task_never_both_win() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_agent_reads_a_task_a_page_of_updates_at_a_time() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let sent = client.send_task("long story").await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let agent = app.add_agent("reader", &["homelab"]).await;
+    app.agent_next(&agent, 0).await;
+    for note in 0..8 {
+        app.agent_update(&agent, &id, json!({"content": format!("note {note}")}))
+            .await;
+    }
+    let read = |query: String| {
+        let request = app
+            .http
+            .get(app.url(&format!("/agent/v1/tasks/{id}{query}")))
+            .bearer_auth(&agent);
+        async move { request.send().await.expect("read") }
+    };
+    let first: Value = read("?limit=4".into()).await.json().await.expect("json");
+    assert_eq!(first["task"]["id"], id.as_str());
+    assert_eq!(first["updates"].as_array().map(Vec::len), Some(4));
+    assert_eq!(first["has_more"], true);
+    let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+    let rest: Value = read(format!("?after={cursor}&limit=100"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["updates"].as_array().map(Vec::len), Some(6));
+    assert_eq!(rest["updates"][5]["content"], "note 7");
+    assert_eq!(rest["has_more"], false);
+    assert!(rest.get("next_cursor").is_none(), "{rest}");
+    let whole: Value = read(String::new()).await.json().await.expect("json");
+    assert_eq!(whole["updates"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        read("?after=soon".into()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
