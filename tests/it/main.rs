@@ -17,6 +17,7 @@ mod oauth_flow;
 mod oauth_rejections;
 mod operations;
 mod owner_approval;
+mod refresh_grace;
 mod restart;
 mod support;
 mod telegram;
