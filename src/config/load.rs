@@ -11,7 +11,7 @@ use figment::value::{Dict, Value};
 use figment::{Figment, Provider};
 use serde::de::DeserializeOwned;
 
-use super::{Config, ENV_PREFIX, LimitsConfig, OAuthConfig};
+use super::{Config, ENV_PREFIX, LimitsConfig, OAuthConfig, TargetConfig};
 
 /// Every problem found while loading a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +55,9 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        // `NEXUS_CONFIG` names the file itself (read by the CLI), not a key.
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        let not_keys = not_configuration_keys(&figment);
+        let not_keys: Vec<&str> = not_keys.iter().map(String::as_str).collect();
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&not_keys));
         Self::from_figment(&figment)
     }
 
@@ -71,7 +72,13 @@ impl Config {
         let mut problems = Vec::new();
         match figment.data() {
             Ok(data) => {
-                let defaults = Value::serialize(Config::default())
+                // Every key, optional ones included: an unset option is skipped when the
+                // defaults are serialised, and would otherwise count as unknown.
+                let every_key = Config {
+                    internal_listen: Some(Config::default().listen),
+                    ..Config::default()
+                };
+                let defaults = Value::serialize(every_key)
                     .ok()
                     .and_then(|value| value.into_dict());
                 for dict in data.values() {
@@ -149,6 +156,44 @@ impl Config {
             Err(ConfigErrors(problems))
         }
     }
+}
+
+/// The documented environment variable for a Telegram bot token (see `deploy/`).
+const TELEGRAM_TOKEN_VARIABLE: &str = "NEXUS_TELEGRAM_TOKEN";
+
+/// The `NEXUS_*` variables that are not configuration keys, as the environment provider names
+/// them (prefix off, `__` as `.`, lower case): `NEXUS_CONFIG` names the file itself (read by the
+/// CLI), and secrets live in variables of the same prefix, the documented
+/// `NEXUS_TELEGRAM_TOKEN` and any variable a target names in `bot_token_env`. Read as keys,
+/// they would be refused as unknown ones. Any other unknown variable is still a problem: a
+/// misspelt override should stop the gateway, not be ignored.
+fn not_configuration_keys(file: &Figment) -> Vec<String> {
+    let mut variables = vec![
+        format!("{ENV_PREFIX}CONFIG"),
+        TELEGRAM_TOKEN_VARIABLE.into(),
+    ];
+    // A file whose targets do not parse is reported later; it names no variable here.
+    if let Ok(targets) = file.extract_inner::<Vec<TargetConfig>>("targets") {
+        variables.extend(
+            targets
+                .into_iter()
+                .filter_map(|target| target.telegram?.bot_token_env),
+        );
+    }
+    variables
+        .iter()
+        .filter_map(|variable| environment_key(variable))
+        .collect()
+}
+
+/// The key the environment provider reads `variable` as, if it has our prefix.
+fn environment_key(variable: &str) -> Option<String> {
+    let prefix = variable.get(..ENV_PREFIX.len())?;
+    prefix.eq_ignore_ascii_case(ENV_PREFIX).then(|| {
+        variable[ENV_PREFIX.len()..]
+            .replace("__", ".")
+            .to_ascii_lowercase()
+    })
 }
 
 fn read_oauth(reader: &mut KeyReader<'_, '_>) -> Option<OAuthConfig> {
@@ -299,5 +344,31 @@ fn report_unknown_keys(
             }
             Some(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_variables_are_named_as_the_environment_provider_reads_them() {
+        assert_eq!(
+            environment_key("NEXUS_TELEGRAM_TOKEN").as_deref(),
+            Some("telegram_token")
+        );
+        assert_eq!(
+            environment_key("nexus_Bot__Token").as_deref(),
+            Some("bot.token")
+        );
+        assert_eq!(environment_key("TELEGRAM_TOKEN"), None);
+        assert_eq!(environment_key("NEXUS"), None);
+        let file = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "[[targets]]\nname = \"t\"\ntransport = \"telegram\"\n[targets.telegram]\nbot_token_env = \"NEXUS_FELT_BOT\"\nchat_id = 1\n",
+        ));
+        assert_eq!(
+            not_configuration_keys(&file),
+            ["config", "telegram_token", "felt_bot"]
+        );
     }
 }

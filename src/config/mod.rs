@@ -199,7 +199,8 @@ pub struct OAuthConfig {
     /// Lifetime of a refresh token; each rotation starts a new one.
     #[serde(with = "humantime_serde")]
     pub refresh_token_ttl: Duration,
-    /// How long a rotated refresh token still answers with the same new pair.
+    /// How long a rotated refresh token still answers with the same new pair (until the new
+    /// token is used, at most this long).
     #[serde(with = "humantime_serde")]
     pub refresh_grace: Duration,
     /// Lifetime of an authorization code.
@@ -267,7 +268,10 @@ impl Default for OAuthConfig {
         Self {
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
-            refresh_grace: Duration::from_secs(60),
+            // Enough for a client's concurrent double refresh (seen from claude.ai), which
+            // lands within a second or two; every second more is a second a stolen rotated
+            // token is worth a live pair.
+            refresh_grace: Duration::from_secs(10),
             code_ttl: Duration::from_secs(60),
             authorization_request_ttl: Duration::from_secs(10 * 60),
             owner_session_ttl: Duration::from_secs(15 * 60),

@@ -25,6 +25,24 @@ fn empty_file_gives_the_documented_defaults() {
 }
 
 #[test]
+fn optional_keys_are_known_keys() {
+    // Unset by default, so absent from the serialised defaults the unknown-key check reads.
+    let config = Config::from_toml("internal_listen = \"127.0.0.1:9464\"\n").expect("valid");
+    assert_eq!(
+        config.internal_listen,
+        Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+    );
+}
+
+#[test]
+fn a_rotated_refresh_token_answers_for_ten_seconds_by_default() {
+    // Long enough for a client's concurrent double refresh, short enough that a stolen token
+    // is of little use for long.
+    let config = Config::from_toml("").expect("defaults are valid");
+    assert_eq!(config.oauth.refresh_grace, Duration::from_secs(10));
+}
+
+#[test]
 fn every_problem_is_reported_with_its_key_path() {
     let found = problems(
         r#"

@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::http::bearer::{TokenPresence, bearer_token};
 use crate::http::error::{ApiError, after_reading_body};
 use crate::http::paths;
+use crate::queue::UpdatePage;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
 use crate::store::AgentRecord;
@@ -90,18 +91,40 @@ async fn next_task(
     })
 }
 
-/// `GET /agent/v1/tasks/{id}`.
+#[derive(Debug, Deserialize)]
+struct ReadTaskQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /agent/v1/tasks/{id}?after=...&limit=...`: the task and a page of its updates (100 by
+/// default, at most 500), with `has_more` and, when it is true, the `next_cursor` to pass as
+/// `after`.
 async fn read_task(
     State(state): State<AppState>,
     Extension(agent): Extension<AgentRecord>,
     Path(id): Path<String>,
+    query: Result<Query<ReadTaskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let detail = state.queue.message_for_agent(&agent, &id).await?;
-    Ok(Json(json!({
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::bad_request(
+            "`limit` must be a whole number and `after` a next_cursor",
+        ));
+    };
+    let page = UpdatePage {
+        after: query.after,
+        limit: query.limit.map(i64::from),
+    };
+    let detail = state.queue.message_for_agent(&agent, &id, page).await?;
+    let mut body = json!({
         "task": MessageView::from(&detail.message),
         "updates": detail.updates.iter().map(UpdateView::from).collect::<Vec<_>>(),
-    }))
-    .into_response())
+        "has_more": detail.has_more,
+    });
+    if let Some(cursor) = detail.next_cursor {
+        body["next_cursor"] = json!(cursor);
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Deserialize)]

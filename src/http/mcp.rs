@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::http::bearer::{BearerGuard, require_bearer};
 use crate::http::paths;
+use crate::mcp::waits::WaitSlots;
 use crate::mcp::{McpServer, required_scope};
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::ScopeSet;
@@ -55,6 +56,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
     let metrics = state.metrics.clone();
     let upstreams = state.upstreams.clone();
     let tool_router = McpServer::router();
+    let waits = Arc::new(WaitSlots::default());
     let service = StreamableHttpService::new(
         move || {
             Ok(McpServer::new(
@@ -62,6 +64,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
                 metrics.clone(),
                 upstreams.clone(),
                 tool_router.clone(),
+                waits.clone(),
             ))
         },
         Arc::new(NeverSessionManager::default()),

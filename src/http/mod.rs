@@ -143,6 +143,9 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
             ServiceBuilder::new()
                 // A path that a proxy and this router could read differently is refused first.
                 .layer(axum::middleware::from_fn(path_guard::refuse_ambiguous_paths))
+                // A client's own `x-request-id` would become our id (the layer below keeps
+                // one it finds), so it is taken off first and kept apart for the logs.
+                .map_request(take_client_request_id)
                 // A request id before anything logs, so every line of one request shares it.
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 // Mark credentials sensitive before the trace layer can see them.
@@ -158,7 +161,11 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
                                 .get::<RequestId>()
                                 .and_then(|id| id.header_value().to_str().ok())
                                 .unwrap_or_default();
-                            tracing::info_span!("http.request", method = %request.method(), route, request_id)
+                            let client_request_id = request
+                                .extensions()
+                                .get::<ClientRequestId>()
+                                .map(|id| id.0.as_str());
+                            tracing::info_span!("http.request", method = %request.method(), route, request_id, client_request_id)
                         })
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
@@ -171,6 +178,39 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
                 // Bound the time to response headers; streamed bodies are not cut by this.
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout)),
         )
+}
+
+/// The longest client request id kept for the logs.
+const MAX_CLIENT_REQUEST_ID: usize = 64;
+
+/// The `x-request-id` a client sent: logged beside ours so a client's report can be matched,
+/// but never used as ours, or a client could make its requests' log lines look like another's
+/// (or fill the logs with whatever it likes).
+#[derive(Debug, Clone)]
+struct ClientRequestId(String);
+
+/// Removes a client's `x-request-id` and keeps its first 64 visible ASCII characters.
+fn take_client_request_id(mut request: Request) -> Request {
+    if let Some(sent) = request
+        .headers_mut()
+        .remove(HeaderName::from_static("x-request-id"))
+    {
+        let kept = visible_prefix(sent.as_bytes());
+        if !kept.is_empty() {
+            request.extensions_mut().insert(ClientRequestId(kept));
+        }
+    }
+    request
+}
+
+/// The visible ASCII characters of `bytes`, at most `MAX_CLIENT_REQUEST_ID` of them.
+fn visible_prefix(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .filter(|byte| byte.is_ascii_graphic())
+        .take(MAX_CLIENT_REQUEST_ID)
+        .map(|&byte| char::from(byte))
+        .collect()
 }
 
 /// Whether the request's `Content-Type` is `media_type` (parameters such as charset ignored).
@@ -200,4 +240,17 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("mcp-session-id"),
         ])
         .max_age(std::time::Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_request_id_keeps_only_64_visible_ascii_characters() {
+        assert_eq!(visible_prefix(b"abc-123"), "abc-123");
+        assert_eq!(visible_prefix(b"a b\tc\x7f\xffd"), "abcd");
+        assert_eq!(visible_prefix(&[b'x'; 100]).len(), 64);
+        assert_eq!(visible_prefix(b" \t"), "");
+    }
 }

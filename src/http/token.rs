@@ -71,6 +71,7 @@ pub async fn token(
                     &client,
                     form.get("refresh_token").map(String::as_str),
                     form.get("resource").map(String::as_str),
+                    ip,
                 )
                 .await
         }

@@ -3,6 +3,7 @@
 //! tools the token's scopes allow, and a call to any other is refused.
 
 pub mod tools;
+pub mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,16 +21,18 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::mcp::tools::{
-    CancelMessageResult, GetMessageResult, MessageIdArgs, PullUpdatesArgs, PullUpdatesResult,
-    QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult, TargetCounts,
+    CancelMessageResult, GetMessageArgs, GetMessageResult, MessageIdArgs, PullUpdatesArgs,
+    PullUpdatesResult, QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult,
+    TargetCounts,
 };
+use crate::mcp::waits::WaitSlots;
 use crate::metrics::Metrics;
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::{Scope, ScopeSet};
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
-use crate::queue::{PullQuery, Queue, SendRequest, Sent};
+use crate::queue::{PullQuery, Queue, SendRequest, Sent, UpdatePage};
 use crate::upstream::Upstreams;
 
 /// The longest a `pull_updates` call may wait for news.
@@ -87,21 +90,26 @@ pub struct McpServer {
     upstreams: Upstreams,
     // Built once at start; each stateless request's handler shares it.
     tool_router: Arc<ToolRouter<McpServer>>,
+    // Shared by every request's handler: the bounds hold across requests.
+    waits: Arc<WaitSlots>,
 }
 
 impl McpServer {
-    /// A handler over `queue`; `tool_router` comes from `McpServer::router()`, built once.
+    /// A handler over `queue`; `tool_router` comes from `McpServer::router()` and `waits`
+    /// from `WaitSlots::default()`, each built once and shared by every request's handler.
     pub fn new(
         queue: Queue,
         metrics: Metrics,
         upstreams: Upstreams,
         tool_router: Arc<ToolRouter<McpServer>>,
+        waits: Arc<WaitSlots>,
     ) -> Self {
         Self {
             queue,
             metrics,
             upstreams,
             tool_router,
+            waits,
         }
     }
 
@@ -153,7 +161,7 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Pass `wait` (seconds, up to 50) to wait for the agent instead of getting an empty list. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
+        description = "Get the agent's replies and the status changes of tasks, oldest first. Call it with no arguments to get everything you have not seen yet (the gateway remembers where you stopped), or pass `since` (a next_cursor from an earlier call, or an RFC 3339 time) to read from a point. Pass `wait` (seconds, up to 50) to wait for the agent instead of getting an empty list; a client may have at most 4 calls waiting at once, and a call over that answers at once with wait_declined saying so. Filter by message_id or target when you only care about one task. Each update has the task's id, the text, and the new status when the update changed it (acknowledged, in_progress, complete, error, cancelled). Needs the tasks:read scope.",
         annotations(
             title = "Pull the agent's updates",
             read_only_hint = true,
@@ -166,8 +174,23 @@ impl McpServer {
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<PullUpdatesArgs>,
     ) -> Result<Json<PullUpdatesResult>, String> {
-        let wait =
-            Duration::from_secs(u64::from(args.wait.unwrap_or(0).min(MAX_PULL_WAIT_SECONDS)));
+        let mut wait_seconds = args.wait.unwrap_or(0).min(MAX_PULL_WAIT_SECONDS);
+        let mut wait_declined = None;
+        // Held until the answer is built; dropping it gives the place back.
+        let _slot = if wait_seconds == 0 {
+            None
+        } else {
+            match self.waits.acquire(&claims.client_id) {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    tracing::info!(client_id = %claims.client_id, reason = ?refused, "pull_updates answered without waiting");
+                    wait_seconds = 0;
+                    wait_declined = Some(refused.to_string());
+                    None
+                }
+            }
+        };
+        let wait = Duration::from_secs(u64::from(wait_seconds));
         let deadline = tokio::time::Instant::now() + wait;
         let mut query = PullQuery {
             since: args.since,
@@ -206,6 +229,7 @@ impl McpServer {
         Ok(Json(PullUpdatesResult {
             updates: pulled.updates.iter().map(UpdateView::from).collect(),
             next_cursor: pulled.next_cursor,
+            wait_declined,
         }))
     }
 
@@ -243,17 +267,27 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Look up one task by its id: its text, current status, when it was queued, acknowledged, started and finished, and every update about it (status changes and the agent's replies). Use it to answer 'what happened to that task?'. Needs the tasks:read scope.",
+        description = "Look up one task by its id: its text, current status, when it was queued, acknowledged, started and finished, and its updates (status changes and the agent's replies), oldest first, 100 at a time by default: when has_more is true, call again with after set to next_cursor for the next page. Use it to answer 'what happened to that task?'. Needs the tasks:read scope.",
         annotations(title = "Get a task", read_only_hint = true, open_world_hint = false)
     )]
     async fn get_message(
         &self,
-        Parameters(args): Parameters<MessageIdArgs>,
+        Parameters(args): Parameters<GetMessageArgs>,
     ) -> Result<Json<GetMessageResult>, String> {
-        let detail = self.queue.message(&args.id).await.map_err(tool_error)?;
+        let page = UpdatePage {
+            after: args.after,
+            limit: args.limit.map(i64::from),
+        };
+        let detail = self
+            .queue
+            .message(&args.id, page)
+            .await
+            .map_err(tool_error)?;
         Ok(Json(GetMessageResult {
             message: MessageView::from(&detail.message),
             updates: detail.updates.iter().map(UpdateView::from).collect(),
+            has_more: detail.has_more,
+            next_cursor: detail.next_cursor,
         }))
     }
 

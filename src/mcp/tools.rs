@@ -55,7 +55,8 @@ pub struct PullUpdatesArgs {
     #[serde(default)]
     pub limit: Option<u32>,
     /// When nothing new is there yet, wait up to this many seconds (at most 50) for the agent
-    /// instead of returning an empty list. Progress notifications are sent while waiting.
+    /// instead of returning an empty list. Progress notifications are sent while waiting. At
+    /// most 4 of your calls wait at once; another answers at once, with `wait_declined`.
     #[serde(default)]
     pub wait: Option<u32>,
 }
@@ -67,6 +68,10 @@ pub struct PullUpdatesResult {
     pub updates: Vec<UpdateView>,
     /// Pass this as `since` to continue after these updates.
     pub next_cursor: String,
+    /// Present when you asked to wait but the answer came at once: you (or the gateway as a
+    /// whole) already had the most calls waiting. Says which; pull again later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_declined: Option<String>,
 }
 
 /// `queue_status` arguments.
@@ -115,13 +120,32 @@ pub struct MessageIdArgs {
     pub id: String,
 }
 
+/// `get_message` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GetMessageArgs {
+    /// The task's id, as returned by send_message.
+    pub id: String,
+    /// Continue after this point: the `next_cursor` of an earlier get_message answer for the
+    /// same task. Leave out to start from the task's first update.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// At most this many updates (default 100, at most 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
 /// `get_message` result.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct GetMessageResult {
     /// The task.
     pub message: MessageView,
-    /// Everything that happened to it, oldest first: status changes and agent replies.
+    /// What happened to it, oldest first: status changes and agent replies (one page).
     pub updates: Vec<UpdateView>,
+    /// True when more updates follow these.
+    pub has_more: bool,
+    /// Present when has_more is true: pass it as `after` to read the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `cancel_message` result.

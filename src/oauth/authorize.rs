@@ -6,6 +6,7 @@
 use url::Url;
 
 use crate::oauth::client::{redirect_host, redirect_uri_matches};
+use crate::oauth::client_name::display_name;
 use crate::oauth::error::{AuthorizeError, ErrorCode};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce};
@@ -54,7 +55,7 @@ pub struct PendingAuthorization {
 pub struct ConsentView {
     /// The request id.
     pub request_id: String,
-    /// The client's registered name.
+    /// The client's registered name, cleaned for display (`client_name::display_name`).
     pub client_name: String,
     /// The client identifier.
     pub client_id: String,
@@ -193,7 +194,7 @@ impl AuthServer {
         let login_csrf = secrets::random_token();
         let view = ConsentView {
             request_id: request_id.clone(),
-            client_name: client.name,
+            client_name: display_name(&client.name),
             client_id: client.id.clone(),
             redirect_host: redirect_host(&redirect_uri),
             redirect_uri: redirect_uri.clone(),
@@ -237,7 +238,7 @@ impl AuthServer {
         };
         Ok(Some(ConsentView {
             request_id: request.id,
-            client_name: client.name,
+            client_name: display_name(&client.name),
             client_id: client.id,
             redirect_host: redirect_host(&request.redirect_uri),
             redirect_uri: request.redirect_uri,

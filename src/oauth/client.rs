@@ -8,6 +8,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::{Host, Url};
 
+use crate::oauth::client_name::display_name;
+
 /// Longest redirect URI accepted. Real clients' callbacks are short; registration is open and
 /// unauthenticated, so what a stranger can make us store is bounded.
 const MAX_REDIRECT_URI_LEN: usize = 512;
@@ -154,8 +156,7 @@ impl RegistrationRequest {
             grant_types.push("refresh_token".into());
         }
 
-        let name =
-            clean_text(self.client_name.as_deref()).unwrap_or_else(|| "Unnamed client".into());
+        let name = display_name(self.client_name.as_deref().unwrap_or_default());
         if name.chars().count() > 200 {
             return Err(Metadata("client_name is too long (at most 200 characters)"));
         }
@@ -277,12 +278,15 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
         && requested.fragment().is_none()
 }
 
-/// The host part of a redirect URI, for the consent page ("where will the code go?").
+/// Where the code will go, for the consent page, the login page and the Telegram prompt: the
+/// host of an `http(s)` redirect URI. A custom scheme is handed to whichever app on the device
+/// claimed it, so the "host" in `cursor://claude.ai/cb` is only text the client chose; showing
+/// it would vouch for a site that never sees the code. Such a URI is named by its scheme.
 pub fn redirect_host(uri: &str) -> String {
     match Url::parse(uri) {
-        Ok(url) => match url.host_str() {
-            Some(host) => host.to_owned(),
-            None => format!("{}:", url.scheme()),
+        Ok(url) => match (url.scheme(), url.host_str()) {
+            ("http" | "https", Some(host)) => host.to_owned(),
+            (scheme, _) => format!("the app that opens {scheme}: links"),
         },
         Err(_) => "an unknown place".into(),
     }
@@ -294,17 +298,6 @@ fn is_loopback_host(host: &Host<&str>) -> bool {
         Host::Ipv4(address) => IpAddr::V4(*address).is_loopback(),
         Host::Ipv6(address) => IpAddr::V6(*address).is_loopback(),
     }
-}
-
-/// Trims a free-text value and drops control characters; `None` when nothing is left.
-fn clean_text(text: Option<&str>) -> Option<String> {
-    let cleaned: String = text?
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    (!cleaned.is_empty()).then_some(cleaned)
 }
 
 #[cfg(test)]
@@ -373,9 +366,28 @@ mod tests {
     }
 
     #[test]
+    fn redirect_host_names_only_what_the_uri_proves() {
+        assert_eq!(
+            redirect_host("https://claude.ai/api/mcp/auth_callback"),
+            "claude.ai"
+        );
+        assert_eq!(redirect_host("http://127.0.0.1:3000/cb"), "127.0.0.1");
+        // A custom scheme goes to whichever app claimed it; the "host" is just text.
+        assert_eq!(
+            redirect_host("cursor://claude.ai/cb"),
+            "the app that opens cursor: links"
+        );
+        assert_eq!(
+            redirect_host("com.example.app:/oauth"),
+            "the app that opens com.example.app: links"
+        );
+        assert_eq!(redirect_host("not a uri"), "an unknown place");
+    }
+
+    #[test]
     fn registration_defaults_and_rejections() {
         let request: RegistrationRequest =
-            serde_json::from_value(json!({"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "client_name": " Claude\u{7}"}))
+            serde_json::from_value(json!({"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "client_name": " Claude\u{7}\u{202E}"}))
                 .expect("valid json");
         let validated = request.validate(&[]).expect("valid registration");
         assert_eq!(validated.name, "Claude");

@@ -4,6 +4,7 @@
 //! calls, and `store` keeps the state.
 
 pub mod client;
+pub mod client_name;
 pub mod error;
 pub mod jwt;
 pub mod owner;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content};
-use crate::queue::{MessageDetail, Queue};
+use crate::queue::{MessageDetail, Queue, UpdatePage};
 use crate::store::{AgentRecord, MessageRecord, UpdateRecord};
 
 impl Queue {
@@ -52,10 +52,8 @@ impl Queue {
         if !agent.targets.contains(&message.target) {
             return Err(QueueError::NotYourTarget(message.target));
         }
-        if let Some(owner) = message.claimed_by.filter(|owner| *owner != agent.name) {
-            return Err(QueueError::ClaimedByAnother(owner));
-        }
         check_content(content)?;
+        // Whether another agent claimed it is checked inside the store's transaction.
         let result = self
             .transition(
                 id,
@@ -71,13 +69,14 @@ impl Queue {
         Ok(result)
     }
 
-    /// Reads a message for an agent that serves its target.
+    /// Reads a message and a page of its updates for an agent that serves its target.
     pub async fn message_for_agent(
         &self,
         agent: &AgentRecord,
         id: &str,
+        page: UpdatePage,
     ) -> Result<MessageDetail, QueueError> {
-        let detail = self.message(id).await?;
+        let detail = self.message(id, page).await?;
         if !agent.targets.contains(&detail.message.target) {
             return Err(QueueError::NotYourTarget(detail.message.target));
         }

@@ -39,6 +39,9 @@ pub enum QueueError {
         "`since` must be a cursor returned as next_cursor or an RFC 3339 time such as 2026-11-21T10:00:00Z"
     )]
     BadCursor,
+    /// `after` is not a cursor from an earlier answer about the message.
+    #[error("`after` must be the next_cursor of an earlier answer (a whole number)")]
+    BadAfter,
     /// The agent does not serve the message's target.
     #[error("this agent does not serve target `{0}`")]
     NotYourTarget(String),

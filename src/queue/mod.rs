@@ -32,6 +32,12 @@ use crate::store::{
 pub const DEFAULT_PULL_LIMIT: i64 = 50;
 /// The most updates one pull returns.
 pub const MAX_PULL_LIMIT: i64 = 200;
+/// Updates in one answer about a message when no limit is given.
+pub const DEFAULT_MESSAGE_UPDATES: i64 = 100;
+/// The most updates one answer about a message holds. A long task can gather thousands of
+/// updates, and the answer is a tool result a model reads or a response an agent buffers: it
+/// is paged instead of growing without bound.
+pub const MAX_MESSAGE_UPDATES: i64 = 500;
 
 /// A request to queue a message.
 #[derive(Debug, Clone)]
@@ -74,13 +80,26 @@ pub struct QueueSnapshot {
     pub current_task: Option<MessageRecord>,
 }
 
-/// A message with everything that happened to it.
+/// Which of a message's updates to read.
+#[derive(Debug, Clone, Default)]
+pub struct UpdatePage {
+    /// Only after this cursor (the `next_cursor` of an earlier answer).
+    pub after: Option<String>,
+    /// At most this many (default 100, at most 500).
+    pub limit: Option<i64>,
+}
+
+/// A message with a page of what happened to it.
 #[derive(Debug, Clone)]
 pub struct MessageDetail {
     /// The message.
     pub message: MessageRecord,
-    /// Its updates, oldest first (status changes carry `status`).
+    /// A page of its updates, oldest first (status changes carry `status`).
     pub updates: Vec<UpdateRecord>,
+    /// Whether more updates follow this page.
+    pub has_more: bool,
+    /// When more follow: pass it as `after` to read the next page.
+    pub next_cursor: Option<String>,
 }
 
 /// The queue service: a cheap, cloneable handle.
@@ -217,16 +236,38 @@ impl Queue {
         })
     }
 
-    /// A message and its updates.
-    pub async fn message(&self, id: &str) -> Result<MessageDetail, QueueError> {
+    /// A message and a page of its updates.
+    pub async fn message(&self, id: &str, page: UpdatePage) -> Result<MessageDetail, QueueError> {
         let message = self.find_message(id).await?;
+        let after_seq = match page.after.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| QueueError::BadAfter)?),
+        };
+        let limit = page
+            .limit
+            .unwrap_or(DEFAULT_MESSAGE_UPDATES)
+            .clamp(1, MAX_MESSAGE_UPDATES);
+        // One more than the page, to know whether another page follows.
         let filter = UpdateFilter {
             message_id: Some(id.to_owned()),
-            limit: i64::from(u16::MAX),
+            after_seq,
+            limit: limit + 1,
             ..Default::default()
         };
-        let updates = self.inner.store.list_updates(&filter).await?;
-        Ok(MessageDetail { message, updates })
+        let mut updates = self.inner.store.list_updates(&filter).await?;
+        let page_len = usize::try_from(limit).unwrap_or(usize::MAX);
+        let has_more = updates.len() > page_len;
+        updates.truncate(page_len);
+        let next_cursor = updates
+            .last()
+            .filter(|_| has_more)
+            .map(|last| last.seq.to_string());
+        Ok(MessageDetail {
+            message,
+            updates,
+            has_more,
+            next_cursor,
+        })
     }
 
     /// Cancels a message that no agent has started on.
@@ -280,6 +321,7 @@ impl Queue {
                 Ok(*applied)
             }
             TransitionOutcome::NotFound => Err(QueueError::NotFound(id.to_owned())),
+            TransitionOutcome::ClaimedByAnother(owner) => Err(QueueError::ClaimedByAnother(owner)),
             TransitionOutcome::Refused(from) => Err(QueueError::InvalidTransition {
                 id: id.to_owned(),
                 from,
@@ -288,7 +330,8 @@ impl Queue {
         }
     }
 
-    async fn find_message(&self, id: &str) -> Result<MessageRecord, QueueError> {
+    /// A message, without its updates.
+    pub async fn find_message(&self, id: &str) -> Result<MessageRecord, QueueError> {
         self.inner
             .store
             .find_message(id)

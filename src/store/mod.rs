@@ -11,6 +11,7 @@ mod owner;
 mod queue;
 mod tokens;
 mod transport;
+mod updates;
 mod upstreams;
 
 use std::path::Path;
@@ -28,11 +29,9 @@ pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
 pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
 pub use keys::SigningKeyRecord;
-pub use queue::{
-    InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome, UpdateFilter,
-    UpdateRecord,
-};
+pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
+pub use updates::{UpdateFilter, UpdateRecord};
 pub use upstreams::PinnedToolRecord;
 
 /// A failure of the store; callers treat all of them as internal errors.

@@ -1,13 +1,14 @@
-//! Messages, updates and read cursors. Status changes happen inside one write transaction
+//! Messages and their status changes. A status change happens inside one write transaction
 //! that reads the current status, checks the transition with `MessageStatus::can_move_to`,
-//! stamps the time, and writes the update that reports it.
+//! stamps the time, and writes the update that reports it (`updates.rs`).
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::clock::UnixSeconds;
 use crate::queue::message::MessageStatus;
-use crate::store::{Store, StoreError};
+use crate::store::updates::insert_update;
+use crate::store::{Store, StoreError, UpdateRecord};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,25 +35,6 @@ pub struct MessageRecord {
     pub finished_at: Option<UnixSeconds>,
     /// The agent that claimed it.
     pub claimed_by: Option<String>,
-}
-
-/// A stored update.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpdateRecord {
-    /// Monotonic sequence number: the cursor.
-    pub seq: i64,
-    /// The message it is about, if any.
-    pub message_id: Option<String>,
-    /// The target it came from.
-    pub target: String,
-    /// What was said or what happened.
-    pub content: String,
-    /// The status it moved the message to, if it did.
-    pub status: Option<MessageStatus>,
-    /// Who wrote it (`gateway`, `agent:<name>`, ...).
-    pub source: String,
-    /// When.
-    pub created_at: UnixSeconds,
 }
 
 /// A message about to be queued.
@@ -92,21 +74,8 @@ pub enum TransitionOutcome {
     NotFound,
     /// Refused: the message's current status.
     Refused(MessageStatus),
-}
-
-/// Which updates to read.
-#[derive(Debug, Clone, Default)]
-pub struct UpdateFilter {
-    /// Only after this sequence number.
-    pub after_seq: Option<i64>,
-    /// Only created after this time.
-    pub after_time: Option<UnixSeconds>,
-    /// Only about this message.
-    pub message_id: Option<String>,
-    /// Only from this target.
-    pub target: Option<String>,
-    /// At most this many.
-    pub limit: i64,
+    /// Refused: another agent claimed the message; its name.
+    ClaimedByAnother(String),
 }
 
 /// Counts for `queue_status`, per target.
@@ -192,7 +161,9 @@ impl Store {
     }
 
     /// Moves a message to `next` (when allowed) and records an update saying so. With
-    /// `next == None` only the update is recorded, unless the message is finished.
+    /// `next == None` only the update is recorded, unless the message is finished. With
+    /// `claimed_by`, the report is an agent's: refused when another agent claimed the message,
+    /// and a status change claims it for this one.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_update(
         &self,
@@ -212,6 +183,14 @@ impl Store {
             return Ok(TransitionOutcome::NotFound);
         };
         let current = message_from_row(&row)?;
+        // Checked here, in the write transaction, not by the caller beforehand: two agents
+        // reporting at once (or one claiming while another reports) would both pass an
+        // earlier look and the later write would take the task from the first.
+        if let (Some(agent), Some(owner)) = (claimed_by, current.claimed_by.as_deref())
+            && agent != owner
+        {
+            return Ok(TransitionOutcome::ClaimedByAnother(owner.to_owned()));
+        }
         let changes_status = next.is_some_and(|next| next != current.status);
         if let Some(next) = next.filter(|_| changes_status)
             && !current.status.can_move_to(next)
@@ -313,69 +292,6 @@ impl Store {
         Ok(Some(message))
     }
 
-    /// Reads updates in sequence order.
-    pub async fn list_updates(
-        &self,
-        filter: &UpdateFilter,
-    ) -> Result<Vec<UpdateRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM updates
-             WHERE seq > COALESCE(?, 0)
-               AND created_at > COALESCE(?, -9223372036854775807)
-               AND (? IS NULL OR message_id = ?)
-               AND (? IS NULL OR target = ?)
-             ORDER BY seq LIMIT ?",
-        )
-        .bind(filter.after_seq)
-        .bind(filter.after_time)
-        .bind(&filter.message_id)
-        .bind(&filter.message_id)
-        .bind(&filter.target)
-        .bind(&filter.target)
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(update_from_row).collect()
-    }
-
-    /// The highest update sequence number (0 when there are none).
-    pub async fn last_update_seq(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM updates")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("seq")?)
-    }
-
-    /// How many updates exist.
-    pub async fn count_updates(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS total FROM updates")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("total")?)
-    }
-
-    /// A client's read cursor.
-    pub async fn client_cursor(&self, client_id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT seq FROM client_cursors WHERE client_id = ?")
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get("seq")).transpose()?)
-    }
-
-    /// Moves a client's read cursor forward (never back).
-    pub async fn advance_client_cursor(&self, client_id: &str, seq: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO client_cursors (client_id, seq) VALUES (?, ?)
-             ON CONFLICT (client_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-        )
-        .bind(client_id)
-        .bind(seq)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Open-message counts per target.
     pub async fn open_counts(&self) -> Result<Vec<StatusCounts>, StoreError> {
         let rows = sqlx::query(
@@ -435,30 +351,7 @@ impl Store {
     }
 }
 
-pub(crate) async fn insert_update(
-    connection: &mut sqlx::SqliteConnection,
-    message_id: Option<&str>,
-    target: &str,
-    content: &str,
-    status: Option<MessageStatus>,
-    source: &str,
-    now: UnixSeconds,
-) -> Result<UpdateRecord, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO updates (message_id, target, content, status, source, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
-    )
-    .bind(message_id)
-    .bind(target)
-    .bind(content)
-    .bind(status.map(MessageStatus::as_str))
-    .bind(source)
-    .bind(now)
-    .fetch_one(connection)
-    .await?;
-    update_from_row(&row)
-}
-
-fn parse_status(text: &str) -> Result<MessageStatus, StoreError> {
+pub(crate) fn parse_status(text: &str) -> Result<MessageStatus, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
 }
 
@@ -475,20 +368,5 @@ pub(crate) fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreEr
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         claimed_by: row.try_get("claimed_by")?,
-    })
-}
-
-fn update_from_row(row: &SqliteRow) -> Result<UpdateRecord, StoreError> {
-    Ok(UpdateRecord {
-        seq: row.try_get("seq")?,
-        message_id: row.try_get("message_id")?,
-        target: row.try_get("target")?,
-        content: row.try_get("content")?,
-        status: row
-            .try_get::<Option<String>, _>("status")?
-            .map(|text| parse_status(&text))
-            .transpose()?,
-        source: row.try_get("source")?,
-        created_at: row.try_get("created_at")?,
     })
 }

@@ -43,6 +43,8 @@ pub struct RefreshRecord {
     pub grace_until: Option<UnixSeconds>,
     /// The successor pair, sealed under a key only this token's holder can derive.
     pub grace_sealed: Option<Vec<u8>>,
+    /// The client address it was rotated from, if it was (and recorded: older rows have none).
+    pub rotated_from_ip: Option<String>,
 }
 
 /// The successor written when a refresh token rotates.
@@ -54,6 +56,8 @@ pub struct Rotation {
     pub grace_until: UnixSeconds,
     /// The new pair, sealed for the old token's holder.
     pub grace_sealed: Vec<u8>,
+    /// The client address the rotation was asked from.
+    pub from_ip: String,
 }
 
 impl Store {
@@ -129,13 +133,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
         let result = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, grace_until = ?, grace_sealed = ?
+            "UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, grace_until = ?, grace_sealed = ?,
+               rotated_from_ip = ?
              WHERE hash = ? AND rotated_at IS NULL",
         )
         .bind(now)
         .bind(&rotation.successor.hash)
         .bind(rotation.grace_until)
         .bind(&rotation.grace_sealed)
+        .bind(&rotation.from_ip)
         .bind(old_hash)
         .execute(&mut *transaction)
         .await?;
@@ -178,5 +184,6 @@ fn refresh_from_row(row: &SqliteRow) -> Result<RefreshRecord, StoreError> {
         rotated_at: row.try_get("rotated_at")?,
         grace_until: row.try_get("grace_until")?,
         grace_sealed: row.try_get("grace_sealed")?,
+        rotated_from_ip: row.try_get("rotated_from_ip")?,
     })
 }

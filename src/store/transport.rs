@@ -5,7 +5,8 @@
 use sqlx::Row;
 
 use crate::clock::UnixSeconds;
-use crate::store::queue::{insert_update, message_from_row};
+use crate::store::queue::message_from_row;
+use crate::store::updates::insert_update;
 use crate::store::{MessageRecord, Store, StoreError, UpdateRecord};
 
 impl Store {

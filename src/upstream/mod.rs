@@ -2,6 +2,7 @@
 //! renamed and scoped by the configuration, served from pinned definitions and forwarded
 //! through one shared, supervised client per upstream.
 //!
+//! - `call.rs`: the call path (timeout, slots, cancellation, the result cap, tool errors).
 //! - `supervisor.rs`: connects, re-connects with backoff, pings, and checks the tool list.
 //! - `stdio.rs`: the child's process group, environment, stderr, and the shim that kills the
 //!   group if the gateway dies; `http.rs`: the HTTP client (its own credential only).
@@ -12,12 +13,15 @@
 //! The client's token and headers never go upstream. An upstream that is down leaves its
 //! tools listed; a call answers a tool error that says why.
 
+mod call;
 mod client;
 pub mod http;
 pub mod operator;
 pub mod pinned;
 pub mod stdio;
 mod supervisor;
+
+pub use call::{MAX_RESULT_BYTES, tool_error};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,9 +30,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rmcp::RoleClient;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Tool};
+use rmcp::model::Tool;
 use rmcp::service::Peer;
-use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -37,9 +40,6 @@ use crate::config::upstreams::{ToolMode, UpstreamConfig};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::upstream::pinned::Drift;
-
-/// The largest result passed back from an upstream; a larger one becomes a tool error.
-pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
 
 /// Where one upstream's connection stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,11 @@ pub struct Route {
 pub struct Upstream {
     config: UpstreamConfig,
     status: watch::Sender<Status>,
-    peer: RwLock<Option<Peer<RoleClient>>>,
+    /// The live connection and its generation (one per connection).
+    peer: RwLock<Option<(u64, Peer<RoleClient>)>>,
+    generation: AtomicU64,
+    /// The generation a call found broken; the supervisor reconnects only if it is current.
+    broken_generation: AtomicU64,
     slots: Semaphore,
     pinned: RwLock<BTreeMap<String, PinnedTool>>,
     restarts: AtomicU64,
@@ -100,6 +104,8 @@ impl Upstream {
             config,
             status: watch::Sender::new(Status::Starting),
             peer: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            broken_generation: AtomicU64::new(u64::MAX),
             slots: Semaphore::new(slots),
             pinned: RwLock::new(BTreeMap::new()),
             restarts: AtomicU64::new(0),
@@ -138,12 +144,24 @@ impl Upstream {
         self.status.send_replace(status);
     }
 
-    fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
-        *write(&self.peer) = peer;
+    /// Installs a new connection; returns its generation.
+    fn set_peer(&self, peer: Peer<RoleClient>) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *write(&self.peer) = Some((generation, peer));
+        generation
     }
 
-    fn peer(&self) -> Option<Peer<RoleClient>> {
+    fn clear_peer(&self) {
+        *write(&self.peer) = None;
+    }
+
+    fn peer(&self) -> Option<(u64, Peer<RoleClient>)> {
         read(&self.peer).clone()
+    }
+
+    /// Whether a call found connection `generation` broken.
+    fn is_broken(&self, generation: u64) -> bool {
+        self.broken_generation.load(Ordering::Relaxed) == generation
     }
 
     fn set_pinned(&self, pinned: BTreeMap<String, PinnedTool>) {
@@ -271,19 +289,6 @@ impl Upstreams {
             .find(|route| route.exposed == exposed)
     }
 
-    /// What each upstream scope unlocks, for the consent page and the metadata:
-    /// scope -> (upstream, tool count).
-    pub fn scopes(&self) -> BTreeMap<String, (String, usize)> {
-        let mut scopes: BTreeMap<String, (String, usize)> = BTreeMap::new();
-        for route in &self.inner.routes {
-            scopes
-                .entry(route.scope.clone())
-                .or_insert_with(|| (route.upstream.clone(), 0))
-                .1 += 1;
-        }
-        scopes
-    }
-
     /// The pinned definitions of the exposed tools whose scope `allowed` accepts, under their
     /// exposed names. A tool never seen yet has no definition to show and is left out.
     pub fn list_tools(&self, allowed: impl Fn(&str) -> bool) -> Vec<Tool> {
@@ -298,153 +303,6 @@ impl Upstreams {
                 Some(tool)
             })
             .collect()
-    }
-
-    /// Forwards a call to an exposed tool. Every failure is a tool error (`isError`) that says
-    /// what happened, never a protocol error or a hang. `cancel` fires when the caller goes
-    /// away; dropping the upstream call then sends it `notifications/cancelled`.
-    pub async fn call(
-        &self,
-        route: &Route,
-        arguments: Option<Map<String, Value>>,
-        cancel: CancellationToken,
-    ) -> CallToolResult {
-        let started = Instant::now();
-        let (outcome, result) = self.forward(route, arguments, cancel).await;
-        let elapsed = started.elapsed();
-        self.inner
-            .metrics
-            .upstream_call(&route.upstream, &route.exposed, outcome, elapsed);
-        tracing::info!(
-            upstream = %route.upstream,
-            tool = %route.exposed,
-            outcome,
-            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            "upstream tool call"
-        );
-        result
-    }
-
-    async fn forward(
-        &self,
-        route: &Route,
-        arguments: Option<Map<String, Value>>,
-        cancel: CancellationToken,
-    ) -> (&'static str, CallToolResult) {
-        let Some(upstream) = self.inner.upstreams.get(&route.upstream) else {
-            return (
-                "refused",
-                tool_error(format!("no upstream named {}", route.upstream)),
-            );
-        };
-        match read(&upstream.pinned)
-            .get(&route.tool)
-            .map(|pinned| pinned.drift)
-        {
-            None => {
-                return (
-                    "refused",
-                    tool_error(format!(
-                        "upstream {} has not offered {} yet; try again once it is up",
-                        route.upstream, route.tool
-                    )),
-                );
-            }
-            Some(Some(drift)) if drift.blocks_calls() => {
-                return (
-                    "refused",
-                    tool_error(format!(
-                        "the tool {} changed at upstream {} ({}) since the owner approved it; calls are stopped until the owner runs `nexus-gateway upstreams approve {}`",
-                        route.exposed,
-                        route.upstream,
-                        drift.as_str(),
-                        route.upstream
-                    )),
-                );
-            }
-            Some(_) => {}
-        }
-        let timeout = upstream.config.call_timeout;
-        let call = async {
-            // Waiting for a slot counts toward the timeout.
-            let Ok(_slot) = upstream.slots.acquire().await else {
-                return ("error", tool_error("the gateway is shutting down".into()));
-            };
-            let Some(peer) = upstream.peer() else {
-                return ("unavailable", tool_error(upstream.unavailable()));
-            };
-            let mut params = CallToolRequestParams::new(route.tool.clone());
-            params.arguments = arguments;
-            match peer.call_tool_once(params).await {
-                Ok(CallToolResponse::Complete(result)) => {
-                    let size = serde_json::to_vec(&result).map_or(usize::MAX, |bytes| bytes.len());
-                    if size > MAX_RESULT_BYTES {
-                        return (
-                            "too_large",
-                            tool_error(format!(
-                                "upstream {} answered {size} bytes, more than the gateway passes on ({MAX_RESULT_BYTES})",
-                                route.upstream
-                            )),
-                        );
-                    }
-                    let outcome = if result.is_error == Some(true) {
-                        "tool_error"
-                    } else {
-                        "ok"
-                    };
-                    (outcome, result)
-                }
-                Ok(CallToolResponse::InputRequired(_)) => (
-                    "refused",
-                    tool_error(format!(
-                        "upstream {} asked for interactive input, which the gateway does not pass on",
-                        route.upstream
-                    )),
-                ),
-                Ok(_) => (
-                    "refused",
-                    tool_error(format!(
-                        "upstream {} answered with a task, which the gateway does not pass on",
-                        route.upstream
-                    )),
-                ),
-                Err(
-                    error @ (rmcp::ServiceError::TransportSend(_)
-                    | rmcp::ServiceError::TransportClosed),
-                ) => {
-                    tracing::warn!(upstream = %route.upstream, error = %error, "call failed: the connection is broken; reconnecting");
-                    upstream.broken.notify_one();
-                    (
-                        "unavailable",
-                        tool_error(format!(
-                            "upstream {} cannot be reached; the gateway is reconnecting, try again in a few seconds",
-                            route.upstream
-                        )),
-                    )
-                }
-                Err(error) => (
-                    "error",
-                    tool_error(format!(
-                        "upstream {} failed the call: {error}",
-                        route.upstream
-                    )),
-                ),
-            }
-        };
-        tokio::select! {
-            answered = tokio::time::timeout(timeout, call) => match answered {
-                Ok(answer) => answer,
-                Err(_) => (
-                    "timeout",
-                    tool_error(format!(
-                        "upstream {} did not answer within {} s; the call was cancelled",
-                        route.upstream,
-                        timeout.as_secs()
-                    )),
-                ),
-            },
-            () = cancel.cancelled() => ("cancelled", tool_error("the call was cancelled".into())),
-        }
     }
 
     /// Reads `upstream`'s pinned tools from the store (the CLI's `approve` writes them there).
@@ -477,11 +335,6 @@ impl Upstreams {
     fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
-}
-
-/// An `isError` result with `message` as its text.
-pub fn tool_error(message: String) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
 /// The longest a health ping may take before it counts as failed.

@@ -100,7 +100,7 @@ pub(super) async fn supervise(
                 let reason =
                     serve_connection(&upstreams, &upstream, connection, &tools_changed, &shutdown)
                         .await;
-                upstream.set_peer(None);
+                upstream.clear_peer();
                 upstreams.metrics().upstream_up(&name, false);
                 if shutdown.is_cancelled() {
                     return;
@@ -146,7 +146,7 @@ async fn serve_connection(
         closing.cancel();
         return error;
     }
-    upstream.set_peer(Some(peer.clone()));
+    let generation = upstream.set_peer(peer.clone());
     upstream.set_status(Status::Ready);
     upstreams.metrics().upstream_up(&name, true);
     tracing::info!(upstream = %name, "upstream ready");
@@ -157,7 +157,12 @@ async fn serve_connection(
         tokio::select! {
             () = shutdown.cancelled() => break "the gateway is stopping".to_owned(),
             _ = &mut waiting => break "the connection closed".to_owned(),
-            () = upstream.broken.notified() => break "a call found the connection broken".to_owned(),
+            // A call on an earlier connection may have found that one broken: not this one.
+            () = upstream.broken.notified() => {
+                if upstream.is_broken(generation) {
+                    break "a call found the connection broken".to_owned();
+                }
+            }
             () = tools_changed.notified() => {
                 if let Err(error) = refresh_pins(upstreams, upstream, &peer).await {
                     tracing::warn!(upstream = %name, error = %error, "cannot re-check the tool list");

@@ -267,6 +267,78 @@ async fn the_agent_api_is_served_on_the_internal_listener_only() {
     }
 }
 
+/// Two agents of one target race for each task: both report on it at once, or one claims it
+/// while the other reports. Exactly one may win each race, and only the winner writes.
+#[tokio::test]
+async fn two_agents_racing_for_a_task_never_both_win() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let first = app.add_agent("first", &["homelab"]).await;
+    let second = app.add_agent("second", &["homelab"]).await;
+    for round in 0..40 {
+        let sent = client.send_task(&format!("race {round}")).await;
+        let id = sent["id"].as_str().expect("id").to_owned();
+        let report = |agent: &str| {
+            let request = app
+                .http
+                .post(app.internal(&format!("/agent/v1/tasks/{id}/updates")))
+                .bearer_auth(agent)
+                .json(&json!({"content": "mine", "status": "in_progress"}));
+            tokio::spawn(async move { request.send().await.expect("report").status() })
+        };
+        let (first_won, second_won) = if round % 2 == 0 {
+            let (a, b) = (report(&first), report(&second));
+            let (a, b) = (a.await.expect("task"), b.await.expect("task"));
+            for status in [a, b] {
+                assert!(
+                    status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+                    "{status}"
+                );
+            }
+            (a == StatusCode::CREATED, b == StatusCode::CREATED)
+        } else {
+            let claim = {
+                let request = app
+                    .http
+                    .get(app.internal("/agent/v1/tasks/next?wait=0"))
+                    .bearer_auth(&first);
+                tokio::spawn(async move { request.send().await.expect("claim") })
+            };
+            let b = report(&second);
+            let claimed = claim.await.expect("task");
+            let a = claimed.status() == StatusCode::OK
+                && claimed.json::<Value>().await.expect("json")["task"]["id"] == id.as_str();
+            (a, b.await.expect("task") == StatusCode::CREATED)
+        };
+        assert!(
+            first_won != second_won,
+            "round {round}: first won {first_won}, second won {second_won}"
+        );
+        let winner = if first_won {
+            "agent:first"
+        } else {
+            "agent:second"
+        };
+        let read: Value = app
+            .http
+            .get(app.internal(&format!("/agent/v1/tasks/{id}")))
+            .bearer_auth(&first)
+            .send()
+            .await
+            .expect("read")
+            .json()
+            .await
+            .expect("json");
+        for update in read["updates"].as_array().expect("updates") {
+            assert!(
+                update["source"] == "gateway" || update["source"] == winner,
+                "round {round}: {read}"
+            );
+        }
+    }
+}
+
 /// A GET with the path sent exactly as written (no client-side normalisation).
 async fn raw_get(url: &str, token: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -287,4 +359,46 @@ async fn raw_get(url: &str, token: &str) -> u16 {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .expect("status line")
+}
+
+#[tokio::test]
+async fn an_agent_reads_a_task_a_page_of_updates_at_a_time() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let sent = client.send_task("long story").await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let agent = app.add_agent("reader", &["homelab"]).await;
+    app.agent_next(&agent, 0).await;
+    for note in 0..8 {
+        app.agent_update(&agent, &id, json!({"content": format!("note {note}")}))
+            .await;
+    }
+    let read = |query: String| {
+        let request = app
+            .http
+            .get(app.internal(&format!("/agent/v1/tasks/{id}{query}")))
+            .bearer_auth(&agent);
+        async move { request.send().await.expect("read") }
+    };
+    let first: Value = read("?limit=4".into()).await.json().await.expect("json");
+    assert_eq!(first["task"]["id"], id.as_str());
+    assert_eq!(first["updates"].as_array().map(Vec::len), Some(4));
+    assert_eq!(first["has_more"], true);
+    let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+    let rest: Value = read(format!("?after={cursor}&limit=100"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["updates"].as_array().map(Vec::len), Some(6));
+    assert_eq!(rest["updates"][5]["content"], "note 7");
+    assert_eq!(rest["has_more"], false);
+    assert!(rest.get("next_cursor").is_none(), "{rest}");
+    let whole: Value = read(String::new()).await.json().await.expect("json");
+    assert_eq!(whole["updates"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        read("?after=soon".into()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }

@@ -1,8 +1,11 @@
 //! The binary as an operator runs it: configuration from a file and `NEXUS_*` variables (set on
 //! the child process, never on the test's own), every problem reported with its key path and
-//! exit code 2, and an admin command's refusal.
+//! exit code 2, an admin command's refusal, and the shipped deployment files working as shipped.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -128,4 +131,168 @@ fn admin_commands_refuse_bad_input_with_a_message_and_a_failure_code() {
     );
     assert_eq!(scope.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&scope.stderr).contains("unknown scope `tasks:admin`"));
+}
+
+/// The variables the shipped environment file sets (its `KEY=value` lines).
+fn shipped_environment() -> Vec<(String, String)> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/environment.example");
+    std::fs::read_to_string(file)
+        .expect("deploy/environment.example")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_shipped_configuration_loads_with_the_shipped_environment_file() {
+    let dir = TempDir::new().expect("dir");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.example.toml");
+    let environment = shipped_environment();
+    assert!(
+        environment
+            .iter()
+            .any(|(name, _)| name == "NEXUS_TELEGRAM_TOKEN"),
+        "the environment file sets the bot token: {environment:?}"
+    );
+    let variables: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let output = gateway(
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "config",
+            "check",
+        ],
+        &variables,
+        &dir,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("public_url  https://mcp.example.com"),
+        "{stdout}"
+    );
+    for (_, secret) in &environment {
+        assert!(
+            !stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()),
+            "a secret was printed"
+        );
+    }
+    // A variable a target names in bot_token_env is a secret too, not a key.
+    std::fs::write(
+        dir.path().join("bot.toml"),
+        "[[targets]]\nname = \"homelab\"\ntransport = \"telegram\"\n[targets.telegram]\nbot_token_env = \"NEXUS_OTHER_BOT\"\nchat_id = 1\n",
+    )
+    .expect("config");
+    let other = gateway(
+        &["--config", "bot.toml", "config", "check"],
+        &[("NEXUS_OTHER_BOT", "1:secret")],
+        &dir,
+    );
+    assert!(
+        other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    // Any other unknown NEXUS_ variable is still a mistake worth stopping for.
+    let typo = gateway(&["config", "check"], &[("NEXUS_PUBLC_URL", "x")], &dir);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("publc_url"));
+}
+
+/// Ends the child when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_with_internal_listen_serves_metrics() {
+    let dir = TempDir::new().expect("dir");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "listen = \"127.0.0.1:0\"\npublic_url = \"http://localhost:8080\"\ndata_dir = \"data\"\nlog_format = \"json\"\ninternal_listen = \"127.0.0.1:0\"\n",
+    )
+    .expect("config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-gateway"));
+    command
+        .args(["--config", "gateway.toml", "serve"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("NEXUS_")) {
+        command.env_remove(name);
+    }
+    let mut child = Running(command.spawn().expect("the binary starts"));
+    // The logs (JSON lines on stderr) say which ports the listeners got.
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (lines, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep reading after the test stops listening: a closed pipe would fail the
+        // gateway's next log write.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let (public, internal) = tokio::task::spawn_blocking(move || {
+        let (mut public, mut internal, mut seen) = (None, None, Vec::new());
+        while let Ok(line) = logged.recv_timeout(Duration::from_secs(30)) {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                let address = event["address"].as_str().map(str::to_owned);
+                match event["message"].as_str() {
+                    Some("internal listener (agent API, metrics) up") => internal = address,
+                    Some("nexus-gateway listening") => public = address,
+                    _ => {}
+                }
+            }
+            seen.push(line);
+            if let (Some(public), Some(internal)) = (&public, &internal) {
+                return (public.clone(), internal.clone());
+            }
+        }
+        panic!(
+            "the gateway did not report both listeners:\n{}",
+            seen.join("\n")
+        )
+    })
+    .await
+    .expect("both listeners are up");
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{public}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let metrics = http
+        .get(format!("http://{internal}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(metrics.status(), reqwest::StatusCode::OK);
+    let text = metrics.text().await.expect("text");
+    for expected in [
+        r#"nexus_http_requests_total{route="/healthz",status="200"} 1"#,
+        "# TYPE nexus_queue_messages gauge",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    let public_metrics = http
+        .get(format!("http://{public}/metrics"))
+        .send()
+        .await
+        .expect("public");
+    assert_eq!(public_metrics.status(), reqwest::StatusCode::NOT_FOUND);
 }

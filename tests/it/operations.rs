@@ -1,5 +1,6 @@
-//! What an operator and a waiting client see: `/metrics` on the internal listener only, and
-//! `pull_updates` waiting for the agent, streaming progress while it waits.
+//! What an operator and a waiting client see: `/metrics` on the internal listener only, request
+//! ids the gateway chose, and `pull_updates` waiting for the agent, streaming progress while it
+//! waits.
 
 use std::time::Duration;
 
@@ -65,6 +66,47 @@ async fn metrics_count_requests_tools_tokens_and_queue_depth_on_the_internal_lis
             .status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn the_request_id_is_always_ours_and_a_clients_is_logged_apart() {
+    let logs = crate::log_capture::LogCapture::start();
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "evil")
+        .send()
+        .await
+        .expect("healthz");
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_ne!(ours, "evil", "a client may not choose the id our logs use");
+    assert!(uuid::Uuid::parse_str(&ours).is_ok(), "{ours}");
+    let long_id = "x".repeat(100);
+    let long = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", &long_id)
+        .send()
+        .await
+        .expect("healthz");
+    assert_ne!(long.headers()["x-request-id"], long_id.as_str());
+
+    let text = logs.text();
+    assert!(
+        text.contains(&format!(" request_id=\"{ours}\"")),
+        "our id is in the span:\n{text}"
+    );
+    assert!(!text.contains(" request_id=\"evil\""), "{text}");
+    assert!(text.contains("client_request_id=\"evil\""), "{text}");
+    assert!(
+        text.contains(&format!("client_request_id=\"{}\"", "x".repeat(64))),
+        "kept to 64 characters: {text}"
+    );
+    assert!(!text.contains(&long_id), "{text}");
 }
 
 #[tokio::test]

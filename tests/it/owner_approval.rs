@@ -11,15 +11,15 @@ async fn password_app() -> TestApp {
 }
 
 /// A browser: its cookies (name, value) go with every request it makes.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
-    cookies: Vec<(String, String)>,
+    pub(crate) cookies: Vec<(String, String)>,
     /// The address the trusted proxy reports for this browser, if any.
-    address: Option<String>,
+    pub(crate) address: Option<String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             cookies: Vec::new(),
@@ -28,7 +28,7 @@ impl<'a> Browser<'a> {
     }
 
     /// A browser behind the trusted proxy at `address`.
-    fn at(app: &'a TestApp, address: &str) -> Self {
+    pub(crate) fn at(app: &'a TestApp, address: &str) -> Self {
         Self {
             address: Some(address.to_owned()),
             ..Self::new(app)
@@ -36,7 +36,7 @@ impl<'a> Browser<'a> {
     }
 
     /// A request to `path` carrying this browser's cookies.
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self.app.http.request(method, self.app.url(path));
         if let Some(address) = &self.address {
             request = request.header("x-forwarded-for", address);
@@ -65,7 +65,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn open_authorize(
+    pub(crate) async fn open_authorize(
         &self,
         client: &TestClient,
         pkce: &Pkce,
@@ -79,7 +79,7 @@ impl<'a> Browser<'a> {
             .expect("authorize")
     }
 
-    async fn log_in(&mut self, page: &str, passphrase: &str) -> reqwest::Response {
+    pub(crate) async fn log_in(&mut self, page: &str, passphrase: &str) -> reqwest::Response {
         let form = [
             ("request_id", hidden_field(page, "request_id")),
             ("csrf", hidden_field(page, "csrf")),
@@ -102,7 +102,12 @@ impl<'a> Browser<'a> {
             .expect("get")
     }
 
-    async fn decide(&self, request_id: &str, csrf: &str, decision: &str) -> reqwest::Response {
+    pub(crate) async fn decide(
+        &self,
+        request_id: &str,
+        csrf: &str,
+        decision: &str,
+    ) -> reqwest::Response {
         self.request(reqwest::Method::POST, "/authorize/decision")
             .form(&[
                 ("request_id", request_id),
@@ -115,7 +120,12 @@ impl<'a> Browser<'a> {
     }
 
     /// Logs in from a fresh /authorize and returns the consent page's HTML.
-    async fn reach_consent(&mut self, client: &TestClient, pkce: &Pkce, state: &str) -> String {
+    pub(crate) async fn reach_consent(
+        &mut self,
+        client: &TestClient,
+        pkce: &Pkce,
+        state: &str,
+    ) -> String {
         let login_page = self
             .open_authorize(client, pkce, state)
             .await
@@ -427,104 +437,74 @@ async fn the_operator_can_change_the_passphrase() {
     );
 }
 
-/// A password-mode gateway behind a proxy on 127.0.0.1, so tests can speak from many addresses.
-async fn proxied_password_app() -> TestApp {
-    spawn_app_with(|config| {
-        config.approval = ApprovalMode::Password;
-        config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    })
-    .await
-}
-
 #[tokio::test]
-async fn wrong_passphrases_from_three_addresses_do_not_lock_the_owner_out() {
-    let app = proxied_password_app().await;
-    let client = app.register_client("none").await;
-    let pkce = Pkce::new();
-    for address in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
-        let mut attacker = Browser::at(&app, address);
-        let page = attacker
-            .open_authorize(&client, &pkce, "x")
-            .await
-            .text()
-            .await
-            .expect("html");
-        for _ in 0..10 {
-            attacker.log_in(&page, "not the passphrase").await;
-        }
-    }
-    // Locked-out addresses spent nothing of the global budget: the owner gets in.
-    let mut owner = Browser::at(&app, "127.0.0.5");
-    let page = owner
-        .open_authorize(&client, &pkce, "o")
-        .await
-        .text()
-        .await
-        .expect("html");
-    let passphrase = app.owner_passphrase.clone().expect("passphrase");
-    assert_eq!(
-        owner.log_in(&page, &passphrase).await.status(),
-        StatusCode::SEE_OTHER
-    );
-}
-
-#[tokio::test]
-async fn a_browser_the_owner_used_before_gets_in_when_the_global_budget_is_spent() {
-    let app = proxied_password_app().await;
-    let client = app.register_client("none").await;
-    let passphrase = app.owner_passphrase.clone().expect("passphrase");
-    let mut owner = Browser::at(&app, "127.0.1.1");
-    let consent = owner.reach_consent(&client, &Pkce::new(), "first").await;
-    let decided = owner
-        .decide(
-            &hidden_field(&consent, "request_id"),
-            &hidden_field(&consent, "csrf"),
-            "approve",
-        )
+async fn the_owners_pages_show_a_client_name_without_hidden_characters() {
+    let app = password_app().await;
+    // U+202E makes "moc.elgoog" display as "google.com"; U+2028 breaks the line.
+    let response = app
+        .register(serde_json::json!({
+            "redirect_uris": [crate::support::REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+            "client_name": "Evil\u{202E}moc.elgoog\u{2028}\u{200B}Client",
+        }))
         .await;
-    assert_eq!(decided.status(), StatusCode::SEE_OTHER);
-    assert!(
-        owner.cookies.iter().any(|(name, _)| name == "nexus_device"),
-        "{:?}",
-        owner.cookies
-    );
-    // A guess from each of many addresses spends the global budget of passphrase checks.
-    let pkce = Pkce::new();
-    let mut refused = 0;
-    for host in 0..40u8 {
-        let mut attacker = Browser::at(&app, &format!("127.0.2.{host}"));
-        let page = attacker
-            .open_authorize(&client, &pkce, "x")
-            .await
-            .text()
-            .await
-            .expect("html");
-        if attacker.log_in(&page, "a guess").await.status() == StatusCode::TOO_MANY_REQUESTS {
-            refused += 1;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registered: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(registered["client_name"], "Evilmoc.elgoog Client");
+    let client = TestClient {
+        client_id: registered["client_id"].as_str().expect("id").to_owned(),
+        client_secret: None,
+        redirect_uri: crate::support::REDIRECT_URI.to_owned(),
+    };
+    let mut browser = Browser::new(&app);
+    let login = browser
+        .open_authorize(&client, &Pkce::new(), "s")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let consent = browser.reach_consent(&client, &Pkce::new(), "s").await;
+    for page in [&login, &consent] {
+        for hidden in ['\u{202E}', '\u{2028}', '\u{200B}'] {
+            assert!(!page.contains(hidden), "page shows U+{:04X}", hidden as u32);
         }
+        assert!(page.contains("Evilmoc.elgoog Client"), "{page}");
     }
-    assert!(refused >= 10, "the global budget held: {refused} refused");
-    let mut stranger = Browser::at(&app, "127.0.3.1");
-    let page = stranger
-        .open_authorize(&client, &pkce, "s")
+}
+
+#[tokio::test]
+async fn a_custom_scheme_redirect_is_shown_as_the_app_not_as_a_host() {
+    let app = spawn_app_with(|config| {
+        config.approval = ApprovalMode::Password;
+        config.oauth.custom_redirect_schemes = vec!["cursor".into()];
+    })
+    .await;
+    // Any app can claim `cursor:`; the "claude.ai" in the URI proves nothing.
+    let redirect_uri = "cursor://claude.ai/cb";
+    let response = app
+        .register(serde_json::json!({
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "none",
+            "client_name": "Editor",
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registered: serde_json::Value = response.json().await.expect("json");
+    let client = TestClient {
+        client_id: registered["client_id"].as_str().expect("id").to_owned(),
+        client_secret: None,
+        redirect_uri: redirect_uri.to_owned(),
+    };
+    let mut browser = Browser::new(&app);
+    let login = browser
+        .open_authorize(&client, &Pkce::new(), "s")
         .await
         .text()
         .await
         .expect("html");
-    assert_eq!(
-        stranger.log_in(&page, &passphrase).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    // The owner's browser, now on another network, still gets in.
-    owner.address = Some("127.0.3.2".into());
-    let page = owner
-        .open_authorize(&client, &pkce, "again")
-        .await
-        .text()
-        .await
-        .expect("html");
-    assert_eq!(
-        owner.log_in(&page, &passphrase).await.status(),
-        StatusCode::SEE_OTHER
-    );
+    let consent = browser.reach_consent(&client, &Pkce::new(), "s").await;
+    for page in [&login, &consent] {
+        assert!(page.contains("the app that opens cursor: links"), "{page}");
+        assert!(!page.contains("claude.ai"), "{page}");
+    }
 }

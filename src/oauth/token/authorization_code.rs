@@ -71,6 +71,7 @@ impl AuthServer {
             rotated_at: None,
             grace_until: None,
             grace_sealed: None,
+            rotated_from_ip: None,
         };
         if !self.store().redeem_code(&code_hash, &refresh, now).await? {
             return Err(self

@@ -1,6 +1,9 @@
 //! The `refresh_token` grant (RFC 6749 §6) with rotation (OAuth 2.1 §4.3.1): the rotated token
-//! answers with the same sealed pair during the grace window, and a replay after it revokes
+//! answers with the same sealed pair during the grace window (each time logged, as possible
+//! theft when it comes from another address than the rotation), and a replay after it revokes
 //! the grant.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,15 +26,17 @@ struct SealedPair {
 
 impl AuthServer {
     /// The `refresh_token` grant, with rotation. A rotated token keeps answering with the same
-    /// new pair during the grace window (until its successor is used, one minute at most by
-    /// default), because claude.ai has been seen refreshing one grant twice at once; a replay
-    /// after that revokes the whole grant (RFC 9700 §4.14.2).
+    /// new pair during the grace window (until its successor is used, 10 s at most by default),
+    /// because claude.ai has been seen refreshing one grant twice at once; a replay after that
+    /// revokes the whole grant (RFC 9700 §4.14.2). `client_ip` is the caller's address: the
+    /// rotation records it, and a retry from elsewhere is logged as possible theft.
     #[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "refresh_token"))]
     pub async fn refresh(
         &self,
         client: &ClientRecord,
         refresh_token: Option<&str>,
         resource: Option<&str>,
+        client_ip: IpAddr,
     ) -> Result<TokenResponse, OAuthError> {
         let presented = refresh_token.ok_or(OAuthError::rejected(
             ErrorCode::InvalidRequest,
@@ -55,7 +60,7 @@ impl AuthServer {
         }
         if record.rotated_at.is_none()
             && let Some(response) = self
-                .rotate(&record, presented, &grant, &client.id, now)
+                .rotate(&record, presented, &grant, &client.id, client_ip, now)
                 .await?
         {
             return Ok(response);
@@ -75,7 +80,7 @@ impl AuthServer {
             .and_then(|plain| serde_json::from_slice::<SealedPair>(&plain).ok());
         match pair {
             Some(pair) => {
-                tracing::info!(grant_id = %grant.id, "refresh retried within the grace window");
+                log_grace_answer(&client.id, &grant.id, client_ip, current.rotated_from_ip);
                 Ok(TokenResponse {
                     access_token: pair.access_token,
                     token_type: "Bearer".into(),
@@ -94,6 +99,7 @@ impl AuthServer {
         presented: &str,
         grant: &GrantRecord,
         client_id: &str,
+        client_ip: IpAddr,
         now: UnixSeconds,
     ) -> Result<Option<TokenResponse>, OAuthError> {
         let (access_token, access_expires_at) =
@@ -117,9 +123,11 @@ impl AuthServer {
                 rotated_at: None,
                 grace_until: None,
                 grace_sealed: None,
+                rotated_from_ip: None,
             },
             grace_until: now + self.settings().refresh_grace,
             grace_sealed,
+            from_ip: client_ip.to_string(),
         };
         if !self
             .store()
@@ -137,6 +145,34 @@ impl AuthServer {
             refresh_token,
             scope: grant.scope.clone(),
         }))
+    }
+}
+
+/// Logs an answer from the grace window. A retry is normal for a client that refreshed twice
+/// at once, but it is also what a thief holding the old token would do first, so the operator
+/// sees every one; from another address than the rotation, it is more likely theft than a
+/// retry (though a client that changed networks looks the same, so the answer still goes out).
+fn log_grace_answer(
+    client_id: &str,
+    grant_id: &str,
+    client_ip: IpAddr,
+    rotated_from: Option<String>,
+) {
+    let client_ip = client_ip.to_string();
+    match rotated_from {
+        Some(rotated_from) if rotated_from != client_ip => tracing::error!(
+            client_id,
+            grant_id,
+            client_ip,
+            rotated_from,
+            "possible refresh token theft: a rotated refresh token was presented within the grace window from another address than its rotation"
+        ),
+        _ => tracing::warn!(
+            client_id,
+            grant_id,
+            client_ip,
+            "a rotated refresh token was presented again within the grace window; answered with the same pair"
+        ),
     }
 }
 

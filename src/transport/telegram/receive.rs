@@ -167,8 +167,8 @@ async fn handle_callback(
         acknowledge(target, &callback.id, "Unknown button").await;
         return Ok(Handled::Ignored("unknown button"));
     };
-    let task = match target.queue.message(&task_id).await {
-        Ok(detail) if detail.message.target == target.name => detail.message,
+    let task = match target.queue.find_message(&task_id).await {
+        Ok(message) if message.target == target.name => message,
         Ok(_) | Err(QueueError::NotFound(_)) => {
             acknowledge(target, &callback.id, "That task is unknown").await;
             return Ok(Handled::Answered);

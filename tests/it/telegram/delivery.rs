@@ -214,7 +214,12 @@ async fn permanent_refusals_mark_the_task_as_error_with_the_reason() {
         matches!(&outcome, Delivery::Failed { reason, .. } if reason.contains("bot was blocked by the user")),
         "{outcome:?}"
     );
-    let detail = app.state().queue.message(&id).await.expect("task");
+    let detail = app
+        .state()
+        .queue
+        .message(&id, Default::default())
+        .await
+        .expect("task");
     assert_eq!(detail.message.status, MessageStatus::Error);
     assert!(detail.updates.last().is_some_and(|update| {
         update
