@@ -380,9 +380,8 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, McpError> {
         // The HTTP layer already answered 403 for a missing scope; this keeps the rule true
         // even for a request that reached rmcp another way.
-        let granted = claims_of(&context)
-            .map(|claims| ScopeSet::from_token_claim(&claims.scope))
-            .ok_or_else(unauthenticated)?;
+        let claims = claims_of(&context).ok_or_else(unauthenticated)?;
+        let granted = ScopeSet::from_token_claim(&claims.scope);
         if let Some(scope) = required_scope(&request.name, &self.upstreams)
             && !granted.contains(&scope)
         {
@@ -398,7 +397,12 @@ impl ServerHandler for McpServer {
             // Federated: forwarded with only the arguments (never the caller's token).
             let result = self
                 .upstreams
-                .call(route, request.arguments, context.ct.clone())
+                .call(
+                    route,
+                    &claims.client_id,
+                    request.arguments,
+                    context.ct.clone(),
+                )
                 .await;
             let outcome = if result.is_error == Some(true) {
                 "tool_error"

@@ -22,6 +22,7 @@ impl Upstreams {
     pub async fn call(
         &self,
         route: &Route,
+        client_id: &str,
         arguments: Option<Map<String, Value>>,
         cancel: CancellationToken,
     ) -> CallToolResult {
@@ -31,7 +32,9 @@ impl Upstreams {
         self.inner
             .metrics
             .upstream_call(&route.upstream, &route.exposed, outcome, elapsed);
+        // The audit line: who called what and how it went, never the arguments.
         tracing::info!(
+            client_id = %client_id,
             upstream = %route.upstream,
             tool = %route.exposed,
             outcome,
