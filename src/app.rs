@@ -124,11 +124,25 @@ impl App {
                 None
             }
         };
+        // Drift notices go to the owner in Telegram when a bot asks the owner for approvals.
+        let notifier = telegram
+            .iter()
+            .find(|target| target.approves_for_owner())
+            .cloned()
+            .map(|target| {
+                Arc::new(move |text: String| {
+                    let target = target.clone();
+                    tokio::spawn(async move {
+                        telegram::approval::notify_owner(&target, &text).await;
+                    });
+                }) as crate::upstream::OwnerNotifier
+            });
         let upstreams = Upstreams::new(
             &config.upstreams,
             store_for_upstreams,
             clock.clone(),
             metrics.clone(),
+            notifier,
         );
         let limits = Arc::new(RateLimits::new(&config.limits, clock));
         Ok(Self {

@@ -48,6 +48,11 @@ pub enum Status {
     Starting,
     /// Connected and answering pings.
     Ready,
+    /// Its configuration cannot work (a missing command, an unset credential): not retried.
+    Disabled {
+        /// Why.
+        reason: String,
+    },
     /// Down; the next attempt is at `retry_at`.
     Backoff {
         /// When the supervisor tries again.
@@ -181,6 +186,10 @@ impl Upstream {
                     self.config.name
                 )
             }
+            Status::Disabled { reason } => format!(
+                "upstream {} is disabled ({reason}); the owner has to fix its configuration",
+                self.config.name
+            ),
             Status::Starting | Status::Ready => format!(
                 "upstream {} is starting; try again in a few seconds",
                 self.config.name
@@ -201,7 +210,11 @@ struct Inner {
     store: Store,
     clock: SharedClock,
     metrics: Metrics,
+    notifier: Option<OwnerNotifier>,
 }
+
+/// Tells the owner something (drift) through a channel the composition root chose (Telegram).
+pub type OwnerNotifier = Arc<dyn Fn(String) + Send + Sync>;
 
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +235,7 @@ impl Upstreams {
         store: Store,
         clock: SharedClock,
         metrics: Metrics,
+        notifier: Option<OwnerNotifier>,
     ) -> Self {
         let mut routes = Vec::new();
         for config in configs {
@@ -246,6 +260,7 @@ impl Upstreams {
                 store,
                 clock,
                 metrics,
+                notifier,
             }),
         }
     }
@@ -334,6 +349,12 @@ impl Upstreams {
 
     fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    fn notify(&self, text: String) {
+        if let Some(notifier) = &self.inner.notifier {
+            notifier(text);
+        }
     }
 }
 

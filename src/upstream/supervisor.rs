@@ -37,15 +37,44 @@ pub(crate) struct Connection {
     _group: Option<ProcessGroupGuard>,
 }
 
+/// Why a connection could not be made, and whether trying again can help.
+pub(crate) struct ConnectError {
+    pub reason: String,
+    /// The configuration cannot work as it is (the command does not exist, the credential's
+    /// variable is unset): retrying is pointless until the operator fixes it.
+    pub permanent: bool,
+}
+
+impl From<ConnectError> for String {
+    fn from(error: ConnectError) -> Self {
+        error.reason
+    }
+}
+
+impl From<String> for ConnectError {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            permanent: false,
+        }
+    }
+}
+
 /// Connects to `config`'s server: spawns it under `shim` (stdio) or opens a session (HTTP).
 pub(crate) async fn connect(
     config: &UpstreamConfig,
     shim: &Path,
     handler: UpstreamClient,
-) -> Result<Connection, String> {
+) -> Result<Connection, ConnectError> {
     let connecting = async {
         match (&config.command, &config.url) {
             (Some(command), _) => {
+                if !command.is_file() {
+                    return Err(ConnectError {
+                        reason: format!("{} does not exist", command.display()),
+                        permanent: true,
+                    });
+                }
                 let (transport, group, stderr) = stdio::spawn(config, command, shim)
                     .map_err(|error| format!("cannot start {}: {error}", command.display()))?;
                 if let Some(stderr) = stderr {
@@ -61,7 +90,10 @@ pub(crate) async fn connect(
                 })
             }
             (None, Some(url)) => {
-                let transport = http::transport(config, url)?;
+                let transport = http::transport(config, url).map_err(|reason| ConnectError {
+                    reason,
+                    permanent: true,
+                })?;
                 let service = handler
                     .serve(transport)
                     .await
@@ -71,12 +103,17 @@ pub(crate) async fn connect(
                     _group: None,
                 })
             }
-            (None, None) => Err("neither command nor url is set".to_owned()),
+            (None, None) => Err(ConnectError {
+                reason: "neither command nor url is set".to_owned(),
+                permanent: true,
+            }),
         }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
-        .map_err(|_| format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))?
+        .map_err(|_| {
+            ConnectError::from(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+        })?
 }
 
 /// Keeps `upstream` connected until `shutdown`.
@@ -110,7 +147,15 @@ pub(super) async fn supervise(
                 }
                 reason
             }
-            Err(reason) => reason,
+            Err(ConnectError {
+                reason,
+                permanent: true,
+            }) => {
+                tracing::error!(upstream = %name, reason = %reason, "upstream disabled: fix its configuration and restart the gateway");
+                upstream.set_status(Status::Disabled { reason });
+                return;
+            }
+            Err(ConnectError { reason, .. }) => reason,
         };
         failures = failures.saturating_add(1);
         upstream
@@ -259,6 +304,17 @@ async fn refresh_pins(
 }
 
 async fn report_drift(upstreams: &Upstreams, upstream: &str, tool: &str, drift: Option<Drift>) {
+    if let Some(drift) = drift {
+        upstreams.notify(format!(
+            "Upstream {upstream}: the tool {tool} changed since you approved it ({}). {} Run `nexus-gateway upstreams approve {upstream}` to accept the new definition.",
+            drift.as_str(),
+            if drift.blocks_calls() {
+                "Calls to it are stopped until then."
+            } else {
+                "Clients still see the text you approved."
+            }
+        ));
+    }
     match drift {
         Some(drift) => tracing::warn!(
             upstream = %upstream,

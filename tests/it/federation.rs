@@ -504,3 +504,67 @@ async fn an_http_upstream_gets_its_own_credential_never_the_clients_token() {
     );
     assert!(tool_names(&client).await.contains(&"web_echo".to_owned()));
 }
+
+#[tokio::test]
+async fn an_upstream_that_cannot_start_is_disabled_and_the_rest_works() {
+    let mut upstream = toml_upstream(
+        "name = \"gone\"\ncommand = \"/nonexistent/fleet-mcp\"\ntools = [{ name = \"status\" }]\n",
+    );
+    upstream.call_timeout = Duration::from_secs(5);
+    let app = spawn_app_with(|config| config.upstreams = vec![upstream]).await;
+    let gone = app.upstreams.get("gone").expect("gone");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        gone.wait_for_status(|status| matches!(status, Status::Disabled { .. })),
+    )
+    .await
+    .expect("disabled");
+    // The built-in tools work all the same.
+    let client = client(&app, "tasks:read upstream:gone").await;
+    assert!(
+        tool_names(&client)
+            .await
+            .contains(&"queue_status".to_owned())
+    );
+    assert!(
+        matches!(gone.status(), Status::Disabled { reason } if reason.contains("does not exist"))
+    );
+}
+
+#[tokio::test]
+async fn drift_is_told_to_the_owner_in_telegram() {
+    use crate::fake_telegram::{FakeTelegram, OWNER_USER, bot_target};
+    let fake = FakeTelegram::start().await;
+    let state = Arc::new(TempDir::new().expect("state dir"));
+    let upstream = fixture_upstream(state.path(), &[("add", None, None), ("crash", None, None)]);
+    let app = spawn_app_with(|config| {
+        bot_target(config, &fake, |telegram| {
+            telegram.owner_user_id = Some(OWNER_USER)
+        });
+        config.upstreams = vec![upstream];
+    })
+    .await;
+    ready(&app, "fx").await;
+    let client = client(&app, "upstream:fx").await;
+    drift(
+        state.path(),
+        json!({"add": {"input_schema": {"type": "object", "properties": {"cmd": {"type": "string"}}}}}),
+    );
+    reconnect(&app, &client).await;
+    fake.wait_for("the owner is told", |fake| {
+        fake.sent()
+            .iter()
+            .any(|sent| sent.chat_id == OWNER_USER && sent.text.contains("the tool add changed"))
+    })
+    .await;
+    let notice = fake
+        .sent()
+        .into_iter()
+        .find(|sent| sent.chat_id == OWNER_USER)
+        .expect("notice");
+    assert!(
+        notice.text.contains("upstreams approve fx"),
+        "{}",
+        notice.text
+    );
+}

@@ -93,6 +93,16 @@ fn registered_when(at: UnixSeconds) -> String {
     format!("at {}", rfc3339(at))
 }
 
+/// Sends the owner a notice (an upstream's drift, say) in their private chat with the bot.
+pub async fn notify_owner(target: &TelegramTarget, text: &str) {
+    let Some(owner) = target.config.owner_user_id else {
+        return;
+    };
+    if let Err(error) = target.api.send_message(owner, text, None, None).await {
+        tracing::warn!(target = %target.name, error = %error, "cannot send the owner a notice");
+    }
+}
+
 /// Handles a tap on Deny; returns the notice shown to the person who tapped.
 pub async fn handle_button(
     target: &TelegramTarget,
