@@ -221,7 +221,12 @@ impl App {
         });
         let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
         match self.upstream_shim.clone() {
-            Some(shim) => self.state.upstreams.start(shim, &stopping).await,
+            Some(shim) => {
+                self.state
+                    .upstreams
+                    .start(shim, &self.state.queue, &stopping)
+                    .await
+            }
             None if self.state.config.upstreams.is_empty() => {}
             None => tracing::error!(
                 "cannot find this program's executable; stdio upstreams cannot start"

@@ -260,12 +260,6 @@ pub fn upstream_problems(
             } else {
                 exposed.insert(name, tool_key.clone());
             }
-            if tool.mode == ToolMode::Queued {
-                problem(
-                    format!("{tool_key}.mode"),
-                    "`queued` is not available yet; use `direct` (the default) for now".into(),
-                );
-            }
             let scope = upstream.scope_of(tool);
             // A default scope from an invalid name is that name's problem, reported above.
             let named_validly = is_valid_upstream_name(&upstream.name);
@@ -358,14 +352,6 @@ mod tests {
         let problems = upstream_problems(&[first, second], &[]);
         assert_eq!(keys(&problems), ["upstreams[1].tools[0].expose_as"]);
         assert!(problems[0].message.contains("upstreams[0].tools[0]"));
-    }
-
-    #[test]
-    fn queued_mode_is_refused_until_it_is_built() {
-        let mut fleet = stdio("fleet", &[("backup", None)]);
-        fleet.tools[0].mode = ToolMode::Queued;
-        let problems = upstream_problems(&[fleet], &[]);
-        assert_eq!(keys(&problems), ["upstreams[0].tools[0].mode"]);
     }
 
     #[test]

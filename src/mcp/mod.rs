@@ -20,6 +20,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
+use crate::config::upstreams::ToolMode;
 use crate::mcp::tools::{
     CancelMessageResult, GetMessageArgs, GetMessageResult, MessageIdArgs, PullUpdatesArgs,
     PullUpdatesResult, QueueStatusArgs, QueueStatusResult, SendMessageArgs, SendMessageResult,
@@ -394,16 +395,22 @@ impl ServerHandler for McpServer {
         if builtin_scope(&tool).is_none()
             && let Some(route) = self.upstreams.route(&tool)
         {
-            // Federated: forwarded with only the arguments (never the caller's token).
-            let result = self
-                .upstreams
-                .call(
-                    route,
-                    &claims.client_id,
-                    request.arguments,
-                    context.ct.clone(),
-                )
-                .await;
+            // Federated: forwarded with only the arguments (never the caller's token), or, for a
+            // queued tool, run in the background through the queue.
+            let result = if route.mode == ToolMode::Queued {
+                self.upstreams
+                    .enqueue(&self.queue, route, &claims.client_id, request.arguments)
+                    .await
+            } else {
+                self.upstreams
+                    .call(
+                        route,
+                        &claims.client_id,
+                        request.arguments,
+                        context.ct.clone(),
+                    )
+                    .await
+            };
             let outcome = if result.is_error == Some(true) {
                 "tool_error"
             } else {

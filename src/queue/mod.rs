@@ -158,6 +158,28 @@ impl Queue {
     pub async fn send(&self, request: SendRequest) -> Result<Sent, QueueError> {
         check_content(&request.content)?;
         let target = self.resolve_target(request.target.as_deref())?;
+        self.insert(target, request).await
+    }
+
+    /// Queues a message for one of the gateway's own workers (a queued upstream call), on a
+    /// target that is not configured and that no agent can claim. Dedup as for `send`.
+    pub async fn send_internal(
+        &self,
+        target: &str,
+        content: String,
+        sender: String,
+    ) -> Result<Sent, QueueError> {
+        check_content(&content)?;
+        let request = SendRequest {
+            content,
+            target: None,
+            urgent: false,
+            sender,
+        };
+        self.insert(target.to_owned(), request).await
+    }
+
+    async fn insert(&self, target: String, request: SendRequest) -> Result<Sent, QueueError> {
         let id = uuid::Uuid::new_v4().to_string();
         let message = NewMessage {
             id: id.clone(),

@@ -26,8 +26,26 @@ impl Upstreams {
         arguments: Option<Map<String, Value>>,
         cancel: CancellationToken,
     ) -> CallToolResult {
+        let timeout = self
+            .get(&route.upstream)
+            .map_or(crate::config::upstreams::DEFAULT_CALL_TIMEOUT, |upstream| {
+                upstream.config.call_timeout
+            });
+        self.call_with_timeout(route, client_id, arguments, cancel, timeout)
+            .await
+    }
+
+    /// `call` with its own time limit (queued calls have a longer one).
+    pub(super) async fn call_with_timeout(
+        &self,
+        route: &Route,
+        client_id: &str,
+        arguments: Option<Map<String, Value>>,
+        cancel: CancellationToken,
+        timeout: std::time::Duration,
+    ) -> CallToolResult {
         let started = Instant::now();
-        let (outcome, result) = self.forward(route, arguments, cancel).await;
+        let (outcome, result) = self.forward(route, arguments, cancel, timeout).await;
         let elapsed = started.elapsed();
         self.inner
             .metrics
@@ -49,6 +67,7 @@ impl Upstreams {
         route: &Route,
         arguments: Option<Map<String, Value>>,
         cancel: CancellationToken,
+        timeout: std::time::Duration,
     ) -> (&'static str, CallToolResult) {
         let Some(upstream) = self.inner.upstreams.get(&route.upstream) else {
             return (
@@ -83,7 +102,6 @@ impl Upstreams {
             }
             Some(_) => {}
         }
-        let timeout = upstream.config.call_timeout;
         let call = async {
             // Waiting for a slot counts toward the timeout.
             let Ok(_slot) = upstream.slots.acquire().await else {

@@ -9,6 +9,7 @@
 //! - `client.rs`: what we are to an upstream (no sampling, elicitation or roots).
 //! - `pinned.rs`: the rug-pull defence (drift between pinned and live definitions).
 //! - `operator.rs`: `upstreams list`, `approve` and `import`.
+//! - `queued.rs`: `mode = "queued"`, long calls answered through the durable queue.
 //!
 //! The client's token and headers never go upstream. An upstream that is down leaves its
 //! tools listed; a call answers a tool error that says why.
@@ -18,6 +19,7 @@ mod client;
 pub mod http;
 pub mod operator;
 pub mod pinned;
+pub mod queued;
 pub mod stdio;
 mod supervisor;
 
@@ -38,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::upstreams::{ToolMode, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::queue::Queue;
 use crate::store::Store;
 use crate::upstream::pinned::Drift;
 
@@ -267,8 +270,20 @@ impl Upstreams {
 
     /// Loads the pinned definitions, then starts one supervisor per upstream (none blocks:
     /// the built-in tools work with every upstream down). `shim` is this program's executable.
-    pub async fn start(&self, shim: PathBuf, shutdown: &CancellationToken) {
+    pub async fn start(&self, shim: PathBuf, queue: &Queue, shutdown: &CancellationToken) {
         for upstream in self.inner.upstreams.values() {
+            if upstream
+                .config
+                .tools
+                .iter()
+                .any(|tool| tool.mode == ToolMode::Queued)
+            {
+                tokio::spawn(self.clone().run_queued(
+                    queue.clone(),
+                    upstream.clone(),
+                    shutdown.clone(),
+                ));
+            }
             if let Err(error) = self.load_pins(upstream).await {
                 tracing::warn!(upstream = %upstream.config.name, error = %error, "cannot read pinned tools");
             }

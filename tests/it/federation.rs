@@ -55,7 +55,7 @@ pub fn fixture_upstream(
     upstream
 }
 
-fn toml_upstream(body: &str) -> UpstreamConfig {
+pub(crate) fn toml_upstream(body: &str) -> UpstreamConfig {
     let config = Config::from_toml(&format!("[[upstreams]]\n{body}")).expect("upstream config");
     config.upstreams.into_iter().next().expect("one upstream")
 }
@@ -76,7 +76,7 @@ pub async fn ready(app: &TestApp, name: &str) {
     });
 }
 
-async fn client(app: &TestApp, scope: &str) -> McpClient {
+pub(crate) async fn client(app: &TestApp, scope: &str) -> McpClient {
     app.mcp_client(&app.access_token(scope).await, Lifecycle::Initialize)
         .await
 }
@@ -256,14 +256,14 @@ async fn a_result_over_a_mebibyte_is_a_tool_error() {
 }
 
 /// Writes the fixture's drift file atomically.
-fn drift(state: &Path, overrides: Value) {
+pub(crate) fn drift(state: &Path, overrides: Value) {
     let temporary = state.join("tools.json.tmp");
     std::fs::write(&temporary, overrides.to_string()).expect("write");
     std::fs::rename(&temporary, state.join("tools.json")).expect("rename");
 }
 
 /// Crashes the fixture so the gateway reconnects and compares the tool list.
-async fn reconnect(app: &TestApp, client: &McpClient) {
+pub(crate) async fn reconnect(app: &TestApp, client: &McpClient) {
     let before = app.upstreams.get("fx").expect("fx").restarts();
     call_tool(client, "fx_crash", json!({})).await;
     let upstream = app.upstreams.get("fx").expect("fx");

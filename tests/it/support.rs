@@ -41,6 +41,8 @@ pub struct TestApp {
     pub auth: AuthServer,
     /// The federated upstreams, to wait for one to be ready.
     pub upstreams: nexus_gateway::upstream::Upstreams,
+    /// The queue, for tests that set up a state no client could.
+    pub queue: nexus_gateway::queue::Queue,
     pub config: Config,
     pub owner_passphrase: Option<String>,
     pub data_dir: Arc<TempDir>,
@@ -89,6 +91,7 @@ pub async fn spawn_in(
         .expect("app builds");
     let auth = app.state().auth.clone();
     let upstreams = app.state().upstreams.clone();
+    let queue = app.state().queue.clone();
     let owner_passphrase = app.generated_owner_passphrase().map(str::to_owned);
     let internal = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -112,6 +115,7 @@ pub async fn spawn_in(
         clock,
         auth,
         upstreams,
+        queue,
         config,
         owner_passphrase,
         data_dir,
