@@ -337,7 +337,11 @@ pub fn describe_config(config: &Config) -> String {
 /// `upstreams list`.
 pub async fn list_upstreams(config: &Config) -> Result<String, AdminError> {
     let store = Store::open(&config.database_path()).await?;
-    crate::upstream::operator::list(&config.upstreams, &store)
+    let live = match config.internal_listen {
+        Some(address) => crate::upstream::http::fetch_live_state(address).await,
+        None => None,
+    };
+    crate::upstream::operator::list(&config.upstreams, &store, live)
         .await
         .map_err(AdminError::Upstream)
 }

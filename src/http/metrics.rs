@@ -37,6 +37,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /upstreams`: each upstream's live state, for `upstreams list`.
+pub(crate) async fn upstreams(State(state): State<AppState>) -> Response {
+    axum::Json(state.upstreams.live_state()).into_response()
+}
+
 /// Counts each request by its route template (never the raw path: unbounded label values).
 pub async fn count_requests(
     State(metrics): State<Metrics>,

@@ -119,6 +119,7 @@ pub fn router(
 pub fn internal_router(state: AppState) -> Router {
     let routes = Router::new()
         .route(paths::METRICS, get(metrics::metrics))
+        .route(paths::UPSTREAMS, get(metrics::upstreams))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::READYZ, get(health::readyz))
         .with_state(state.clone())

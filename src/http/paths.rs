@@ -37,6 +37,8 @@ pub const AGENT_TASK: &str = "/agent/v1/tasks/{id}";
 pub const AGENT_TASK_UPDATES: &str = "/agent/v1/tasks/{id}/updates";
 /// Prometheus metrics (internal listener only).
 pub const METRICS: &str = "/metrics";
+/// The upstreams' live state, for `upstreams list` (internal listener only).
+pub const UPSTREAMS: &str = "/upstreams";
 /// Liveness: the process answers.
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: the store answers and a key is loaded.

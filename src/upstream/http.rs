@@ -15,6 +15,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects followed within one origin, at most.
 const MAX_REDIRECTS: usize = 5;
 
+/// Asks a running gateway's internal listener for its upstreams' live state (`upstreams
+/// list`); `None` when no gateway answers there.
+pub async fn fetch_live_state(internal_listen: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://{internal_listen}/upstreams"))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
 /// The transport for `config`'s server at `url`.
 pub fn transport(
     config: &UpstreamConfig,

@@ -306,6 +306,31 @@ impl Upstreams {
         self.inner.upstreams.get(name)
     }
 
+    /// Each upstream's state and restart count, as JSON for `upstreams list`.
+    pub fn live_state(&self) -> serde_json::Value {
+        let states: serde_json::Map<String, serde_json::Value> = self
+            .inner
+            .upstreams
+            .iter()
+            .map(|(name, upstream)| {
+                let state = match upstream.status() {
+                    Status::Starting => "starting".to_owned(),
+                    Status::Ready => "ready".to_owned(),
+                    Status::Disabled { reason } => format!("disabled: {reason}"),
+                    Status::Backoff { retry_at, reason } => format!(
+                        "backoff: {reason}; retrying in {} s",
+                        retry_at.saturating_duration_since(Instant::now()).as_secs()
+                    ),
+                };
+                (
+                    name.clone(),
+                    serde_json::json!({"state": state, "restarts": upstream.restarts()}),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(states)
+    }
+
     /// Every exposed tool.
     pub fn routes(&self) -> &[Route] {
         &self.inner.routes

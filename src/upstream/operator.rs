@@ -19,8 +19,13 @@ use crate::upstream::client::UpstreamClient;
 use crate::upstream::pinned::{Drift, compare};
 use crate::upstream::supervisor::connect;
 
-/// Lists each upstream with its tools, their pins and drift.
-pub async fn list(upstreams: &[UpstreamConfig], store: &Store) -> Result<String, String> {
+/// Lists each upstream with its tools, their pins and drift, and (`live`, from a running
+/// gateway) its state.
+pub async fn list(
+    upstreams: &[UpstreamConfig],
+    store: &Store,
+    live: Option<serde_json::Value>,
+) -> Result<String, String> {
     if upstreams.is_empty() {
         return Ok(
             "no upstreams are configured ([[upstreams]] in the configuration file)\n".into(),
@@ -42,9 +47,22 @@ pub async fn list(upstreams: &[UpstreamConfig], store: &Store) -> Result<String,
             (None, None) => "unconfigured".into(),
         };
         let drifted = pins.values().filter(|pin| pin.drift.is_some()).count();
+        let state = match &live {
+            Some(live) => {
+                live[&upstream.name]["state"]
+                    .as_str()
+                    .map_or("not running".to_owned(), |state| {
+                        format!(
+                            "{state}, {} restarts",
+                            live[&upstream.name]["restarts"].as_u64().unwrap_or(0)
+                        )
+                    })
+            }
+            None => "state unknown: no gateway answers on internal_listen".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "{}  {kind}  {} tools allowed, {} pinned, {drifted} drifted  (timeout {} s, {} at once)",
+            "{}  [{state}]  {kind}  {} tools allowed, {} pinned, {drifted} drifted  (timeout {} s, {} at once)",
             upstream.name,
             upstream.tools.len(),
             pins.len(),
@@ -74,9 +92,6 @@ pub async fn list(upstreams: &[UpstreamConfig], store: &Store) -> Result<String,
             );
         }
     }
-    out.push_str(
-        "live state (up, restarts, calls): the nexus_upstream_* metrics on internal_listen\n",
-    );
     Ok(out)
 }
 

@@ -1,7 +1,6 @@
-//! Federation against the repository's own upstream fixture (`examples/upstream_fixture.rs`),
-//! for what real servers cannot be made to do on demand: crash mid-call, hang past the timeout
-//! (and see the cancellation arrive), drift, answer 2 MiB, report its environment. The real
-//! servers from npm and PyPI are in `federation_real.rs`.
+//! Federation against the repository's fixture server (`examples/upstream_fixture.rs`) for what
+//! real servers (`federation_real.rs`) cannot do on demand: crash mid-call, hang past the
+//! timeout (and see the cancellation), drift, answer 2 MiB, report its environment or headers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -566,5 +565,36 @@ async fn drift_is_told_to_the_owner_in_telegram() {
         notice.text.contains("upstreams approve fx"),
         "{}",
         notice.text
+    );
+}
+
+#[tokio::test]
+async fn upstreams_list_shows_the_live_state_pins_and_drift() {
+    let (app, _state) =
+        gateway_with_fixture(&[("echo", None, None), ("nothing", None, None)], |_| {}).await;
+    let live: Value = app
+        .http
+        .get(app.internal("/upstreams"))
+        .send()
+        .await
+        .expect("live")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(live["fx"]["state"], "ready", "{live}");
+    let store = nexus_gateway::store::Store::open(&app.config.database_path())
+        .await
+        .expect("store");
+    let listed = nexus_gateway::upstream::operator::list(&app.config.upstreams, &store, Some(live))
+        .await
+        .expect("list");
+    assert!(listed.contains("fx  [ready, 0 restarts]"), "{listed}");
+    assert!(
+        listed.contains("fx_echo <- echo  scope upstream:fx") && listed.contains("pinned"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("fx_nothing <- nothing") && listed.contains("not seen yet"),
+        "{listed}"
     );
 }
