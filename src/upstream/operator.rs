@@ -208,13 +208,20 @@ pub async fn import(file: &Path, shim: &Path) -> Result<String, String> {
         };
         out.push_str("[[upstreams]]\n");
         let _ = writeln!(out, "name = {}", toml_string(&name));
-        match (&config.command, &config.url) {
-            (Some(command), _) => {
-                let _ = writeln!(
-                    out,
-                    "command = {}",
-                    toml_string(&command.display().to_string())
-                );
+        // The command as found on PATH, or as written when it was not found (to be fixed).
+        let command = config
+            .command
+            .as_ref()
+            .map(|command| (command.display().to_string(), ""))
+            .or_else(|| {
+                server
+                    .command
+                    .clone()
+                    .map(|original| (original, "  # not found on PATH: give its absolute path"))
+            });
+        match (command, &config.url) {
+            (Some((command, note)), _) => {
+                let _ = writeln!(out, "command = {}{note}", toml_string(&command));
                 let args: Vec<String> = config.args.iter().map(|arg| toml_string(arg)).collect();
                 let _ = writeln!(out, "args = [{}]", args.join(", "));
                 if !config.env.is_empty() {

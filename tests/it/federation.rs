@@ -18,7 +18,7 @@ use crate::support::{
 };
 
 /// The fixture server, built by `cargo test` with the examples.
-pub fn fixture_binary() -> PathBuf {
+pub(crate) fn fixture_binary() -> PathBuf {
     let binary = Path::new(env!("CARGO_BIN_EXE_nexus-gateway"));
     let path = binary
         .parent()

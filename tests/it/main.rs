@@ -11,6 +11,7 @@ mod clients;
 mod dmz;
 mod fake_telegram;
 mod federation;
+mod federation_ops;
 mod federation_queued;
 mod federation_real;
 mod log_capture;

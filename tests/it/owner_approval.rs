@@ -95,7 +95,7 @@ impl<'a> Browser<'a> {
         response
     }
 
-    async fn get(&self, location: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, location: &str) -> reqwest::Response {
         self.request(reqwest::Method::GET, location)
             .send()
             .await
