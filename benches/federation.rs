@@ -160,21 +160,43 @@ async fn main() {
             }
         }
     };
+    // The same path to a built-in tool: what `/mcp` itself costs (issue 12's hot path), so the
+    // federation hop can be told apart from it.
+    let builtin_call = {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        move || {
+            let request = http
+                .post(format!("{base}/mcp"))
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-06-18")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "queue_status", "arguments": {}}}));
+            async move {
+                let response = request.send().await.expect("tools/call");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("body");
+            }
+        }
+    };
     for _ in 0..WARM_UP {
         direct_call().await;
         gateway_call().await;
+        builtin_call().await;
     }
     println!(
         "federated `echo`, {CALLS} calls per round, {ROUNDS} alternating rounds (latency per call):"
     );
     for concurrency in [1, 16] {
-        let (mut direct_samples, mut gateway_samples) = (Vec::new(), Vec::new());
+        let (mut direct_samples, mut gateway_samples, mut builtin_samples) =
+            (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             direct_samples.extend(measure(concurrency, direct_call.clone()).await);
             gateway_samples.extend(measure(concurrency, gateway_call.clone()).await);
+            builtin_samples.extend(measure(concurrency, builtin_call.clone()).await);
         }
         let (direct_p50, direct_p99) = percentiles(&mut direct_samples);
         let (gateway_p50, gateway_p99) = percentiles(&mut gateway_samples);
+        let (builtin_p50, builtin_p99) = percentiles(&mut builtin_samples);
         let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
         println!(
             "  concurrency {concurrency:2}: direct p50 {:6.0} µs p99 {:6.0} µs | through the gateway p50 {:6.0} µs p99 {:6.0} µs | added p50 {:6.0} µs p99 {:6.0} µs",
@@ -184,6 +206,12 @@ async fn main() {
             micros(gateway_p99),
             micros(gateway_p50) - micros(direct_p50),
             micros(gateway_p99) - micros(direct_p99),
+        );
+        println!(
+            "                  built-in queue_status through /mcp p50 {:6.0} µs p99 {:6.0} µs | federated hop beyond /mcp itself p50 {:6.0} µs",
+            micros(builtin_p50),
+            micros(builtin_p99),
+            micros(gateway_p50) - micros(builtin_p50),
         );
     }
     shutdown.cancel();
