@@ -47,13 +47,8 @@ impl Store {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO owner_sessions (hash, created_at, expires_at) VALUES (?, ?, ?)")
-            .bind(hash)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.insert_owner_token(OwnerToken::Session, hash, now, expires_at)
+            .await
     }
 
     /// Whether an owner session is live.
@@ -62,14 +57,8 @@ impl Store {
         hash: &str,
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM owner_sessions WHERE hash = ? AND expires_at > ?)",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get::<bool, _>(0)?)
+        self.owner_token_is_live(OwnerToken::Session, hash, now)
+            .await
     }
 
     /// Ends an owner session (after the decision it was opened for).
@@ -88,13 +77,8 @@ impl Store {
         now: UnixSeconds,
         expires_at: UnixSeconds,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO owner_devices (hash, created_at, expires_at) VALUES (?, ?, ?)")
-            .bind(hash)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.insert_owner_token(OwnerToken::Device, hash, now, expires_at)
+            .await
     }
 
     /// Whether a device cookie belongs to a browser the owner logged in from.
@@ -103,13 +87,69 @@ impl Store {
         hash: &str,
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM owner_devices WHERE hash = ? AND expires_at > ?)",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        self.owner_token_is_live(OwnerToken::Device, hash, now)
+            .await
+    }
+
+    async fn insert_owner_token(
+        &self,
+        kind: OwnerToken,
+        hash: &str,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        sqlx::query(kind.insert_sql())
+            .bind(hash)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn owner_token_is_live(
+        &self,
+        kind: OwnerToken,
+        hash: &str,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(kind.is_live_sql())
+            .bind(hash)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<bool, _>(0)?)
+    }
+}
+
+/// The owner's credentials that are a hash with an expiry: login sessions and remembered
+/// browsers, in tables of the same shape.
+#[derive(Debug, Clone, Copy)]
+enum OwnerToken {
+    Session,
+    Device,
+}
+
+impl OwnerToken {
+    fn insert_sql(self) -> &'static str {
+        match self {
+            OwnerToken::Session => {
+                "INSERT INTO owner_sessions (hash, created_at, expires_at) VALUES (?, ?, ?)"
+            }
+            OwnerToken::Device => {
+                "INSERT INTO owner_devices (hash, created_at, expires_at) VALUES (?, ?, ?)"
+            }
+        }
+    }
+
+    fn is_live_sql(self) -> &'static str {
+        match self {
+            OwnerToken::Session => {
+                "SELECT EXISTS (SELECT 1 FROM owner_sessions WHERE hash = ? AND expires_at > ?)"
+            }
+            OwnerToken::Device => {
+                "SELECT EXISTS (SELECT 1 FROM owner_devices WHERE hash = ? AND expires_at > ?)"
+            }
+        }
     }
 }

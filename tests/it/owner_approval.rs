@@ -79,6 +79,15 @@ impl<'a> Browser<'a> {
             .expect("authorize")
     }
 
+    /// Opens `/authorize` and returns the page (the login page, without a session).
+    pub(crate) async fn login_page(&self, client: &TestClient, pkce: &Pkce, state: &str) -> String {
+        self.open_authorize(client, pkce, state)
+            .await
+            .text()
+            .await
+            .expect("html")
+    }
+
     pub(crate) async fn log_in(&mut self, page: &str, passphrase: &str) -> reqwest::Response {
         let form = [
             ("request_id", hidden_field(page, "request_id")),
@@ -126,12 +135,7 @@ impl<'a> Browser<'a> {
         pkce: &Pkce,
         state: &str,
     ) -> String {
-        let login_page = self
-            .open_authorize(client, pkce, state)
-            .await
-            .text()
-            .await
-            .expect("html");
+        let login_page = self.login_page(client, pkce, state).await;
         let passphrase = self
             .app
             .owner_passphrase
@@ -221,12 +225,7 @@ async fn the_owner_logs_in_approves_and_the_client_gets_tokens() {
 
     // One session, one decision: the next request asks for the passphrase again, so a click
     // lured from another site cannot ride a session still open (DoubleClickjacking).
-    let second = browser
-        .open_authorize(&client, &Pkce::new(), "again")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let second = browser.login_page(&client, &Pkce::new(), "again").await;
     assert!(!second.contains("Allow Test Client?"));
     assert!(second.contains("name=\"passphrase\""));
 }
@@ -289,12 +288,7 @@ async fn consent_needs_the_session_and_its_own_csrf_token() {
     let client = app.register_client("none").await;
     let mut owner = Browser::new(&app);
     let first = owner.reach_consent(&client, &Pkce::new(), "a").await;
-    let second_page = owner
-        .open_authorize(&client, &Pkce::new(), "b")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let second_page = owner.login_page(&client, &Pkce::new(), "b").await;
     let (first_id, first_csrf) = (
         hidden_field(&first, "request_id"),
         hidden_field(&first, "csrf"),
@@ -345,12 +339,7 @@ async fn wrong_passphrases_are_refused_then_locked_out() {
     let client = app.register_client("none").await;
     let pkce = Pkce::new();
     let mut browser = Browser::new(&app);
-    let page = browser
-        .open_authorize(&client, &pkce, "s")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = browser.login_page(&client, &pkce, "s").await;
     let wrong = browser.log_in(&page, "not the passphrase").await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get("set-cookie").is_none());
@@ -412,12 +401,7 @@ async fn the_operator_can_change_the_passphrase() {
     let client = app.register_client("none").await;
     let pkce = Pkce::new();
     let mut browser = Browser::new(&app);
-    let page = browser
-        .open_authorize(&client, &pkce, "s")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = browser.login_page(&client, &pkce, "s").await;
     assert_eq!(
         browser.log_in(&page, &old).await.status(),
         StatusCode::UNAUTHORIZED
@@ -457,12 +441,7 @@ async fn the_owners_pages_show_a_client_name_without_hidden_characters() {
         redirect_uri: crate::support::REDIRECT_URI.to_owned(),
     };
     let mut browser = Browser::new(&app);
-    let login = browser
-        .open_authorize(&client, &Pkce::new(), "s")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let login = browser.login_page(&client, &Pkce::new(), "s").await;
     let consent = browser.reach_consent(&client, &Pkce::new(), "s").await;
     for page in [&login, &consent] {
         for hidden in ['\u{202E}', '\u{2028}', '\u{200B}'] {
@@ -496,12 +475,7 @@ async fn a_custom_scheme_redirect_is_shown_as_the_app_not_as_a_host() {
         redirect_uri: redirect_uri.to_owned(),
     };
     let mut browser = Browser::new(&app);
-    let login = browser
-        .open_authorize(&client, &Pkce::new(), "s")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let login = browser.login_page(&client, &Pkce::new(), "s").await;
     let consent = browser.reach_consent(&client, &Pkce::new(), "s").await;
     for page in [&login, &consent] {
         assert!(page.contains("the app that opens cursor: links"), "{page}");

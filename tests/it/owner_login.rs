@@ -24,24 +24,14 @@ async fn wrong_passphrases_from_three_addresses_do_not_lock_the_owner_out() {
     let pkce = Pkce::new();
     for address in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
         let mut attacker = Browser::at(&app, address);
-        let page = attacker
-            .open_authorize(&client, &pkce, "x")
-            .await
-            .text()
-            .await
-            .expect("html");
+        let page = attacker.login_page(&client, &pkce, "x").await;
         for _ in 0..10 {
             attacker.log_in(&page, "not the passphrase").await;
         }
     }
     // Locked-out addresses spent nothing of the global budget: the owner gets in.
     let mut owner = Browser::at(&app, "127.0.0.5");
-    let page = owner
-        .open_authorize(&client, &pkce, "o")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = owner.login_page(&client, &pkce, "o").await;
     let passphrase = app.owner_passphrase.clone().expect("passphrase");
     assert_eq!(
         owner.log_in(&page, &passphrase).await.status(),
@@ -74,36 +64,21 @@ async fn a_browser_the_owner_used_before_gets_in_when_the_global_budget_is_spent
     let mut refused = 0;
     for host in 0..40u8 {
         let mut attacker = Browser::at(&app, &format!("127.0.2.{host}"));
-        let page = attacker
-            .open_authorize(&client, &pkce, "x")
-            .await
-            .text()
-            .await
-            .expect("html");
+        let page = attacker.login_page(&client, &pkce, "x").await;
         if attacker.log_in(&page, "a guess").await.status() == StatusCode::TOO_MANY_REQUESTS {
             refused += 1;
         }
     }
     assert!(refused >= 10, "the global budget held: {refused} refused");
     let mut stranger = Browser::at(&app, "127.0.3.1");
-    let page = stranger
-        .open_authorize(&client, &pkce, "s")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = stranger.login_page(&client, &pkce, "s").await;
     assert_eq!(
         stranger.log_in(&page, &passphrase).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     // The owner's browser, now on another network, still gets in.
     owner.address = Some("127.0.3.2".into());
-    let page = owner
-        .open_authorize(&client, &pkce, "again")
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = owner.login_page(&client, &pkce, "again").await;
     assert_eq!(
         owner.log_in(&page, &passphrase).await.status(),
         StatusCode::SEE_OTHER
