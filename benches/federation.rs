@@ -109,7 +109,9 @@ async fn main() {
         .issue_bearer_token("bench", &catalog, 3600)
         .await
         .expect("token")
-        .token;
+        .token
+        .expose()
+        .to_owned();
     let upstreams = app.state().upstreams.clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.serve(listener, shutdown.clone()));

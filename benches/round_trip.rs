@@ -47,7 +47,9 @@ async fn main() {
         .issue_bearer_token("bench", &app.state().auth.settings().scopes.all(), 3600)
         .await
         .expect("token")
-        .token;
+        .token
+        .expose()
+        .to_owned();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.serve(listener, shutdown.clone()));
     let http = reqwest::Client::builder()

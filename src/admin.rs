@@ -88,7 +88,7 @@ pub async fn issue_token(
         .await?;
     Ok(format!(
         "{}\n\n# bearer token `{name}` (grant {}), scope \"{scope}\", expires {}.\n# It is shown only now. Use it as: Authorization: Bearer <token>\n",
-        issued.token,
+        issued.token.expose(),
         issued.grant_id,
         rfc3339(issued.expires_at)
     ))

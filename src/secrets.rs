@@ -36,6 +36,38 @@ pub fn derive(domain: &str, parts: &[&str]) -> String {
     URL_SAFE_NO_PAD.encode(hasher.finalize())
 }
 
+/// A secret value held in memory (a token, a client secret, a session or CSRF token). Its
+/// `Debug` never shows it, so `{:?}` of any struct holding one (up to `AppState`) is safe to
+/// log; the value is reached only through `expose`. Serialises as the plain string, for the
+/// answers that must carry it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret([redacted])")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
 /// Compares two secrets without leaking where they differ.
 pub fn constant_time_eq(left: &str, right: &str) -> bool {
     left.as_bytes().ct_eq(right.as_bytes()).into()
@@ -44,6 +76,21 @@ pub fn constant_time_eq(left: &str, right: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_never_shows_in_debug_but_serialises_as_itself() {
+        let secret = Secret::new("hunter2-token");
+        assert_eq!(format!("{secret:?}"), "Secret([redacted])");
+        assert_eq!(
+            format!("{:?}", Some(secret.clone())),
+            "Some(Secret([redacted]))"
+        );
+        assert_eq!(secret.expose(), "hunter2-token");
+        assert_eq!(
+            serde_json::to_string(&secret).ok().as_deref(),
+            Some("\"hunter2-token\"")
+        );
+    }
 
     #[test]
     fn tokens_are_long_random_and_url_safe() {

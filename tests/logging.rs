@@ -208,6 +208,16 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
     .await;
     let _ = task_id;
     let agent = app.add_agent("logger", &["homelab"]).await;
+    // A careless `{:?}` of what holds secrets must not leak them either: the whole state (the
+    // bot, the auth server, the limits), an issued token, a token response.
+    let issued = app
+        .auth
+        .issue_bearer_token("debug-check", &app.auth.settings().scopes.all(), 60)
+        .await
+        .expect("issued");
+    let response: nexus_gateway::oauth::TokenResponse =
+        serde_json::from_value(rotated.clone()).expect("a token response");
+    tracing::info!(state = ?app.state, issued = ?issued, response = ?response, "debug of secret-bearing values");
     drop(app);
 
     let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
@@ -242,6 +252,7 @@ async fn no_secret_appears_in_the_logs_of_a_complete_flow() {
             rotated["refresh_token"].as_str().expect("r"),
         ),
         ("bearer token", bearer.as_str()),
+        ("issued token", issued.token.expose()),
         ("agent token", agent.as_str()),
         ("bot token", fake_telegram::BOT_TOKEN),
         ("bot token secret part", "TEST-token_abcdef"),

@@ -37,7 +37,7 @@ pub async fn webhook(
         .get(SECRET_HEADER)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    if !constant_time_eq(presented, expected) {
+    if !constant_time_eq(presented, expected.expose()) {
         tracing::warn!(target = %target.name, "telegram webhook call with a wrong secret");
         return StatusCode::UNAUTHORIZED.into_response();
     }

@@ -20,6 +20,7 @@ use crate::http::has_media_type;
 use crate::http::rate_limit::Limit;
 use crate::oauth::ClientCredentials;
 use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::secrets::Secret;
 use crate::store::ClientRecord;
 
 /// Largest token or revocation form accepted; real ones are well under 4 KiB.
@@ -189,7 +190,7 @@ impl TokenRequest {
             None => match form.get("client_id") {
                 Some(client_id) => Ok(ClientCredentials {
                     client_id: client_id.clone(),
-                    client_secret: form.get("client_secret").cloned(),
+                    client_secret: form.get("client_secret").cloned().map(Secret::new),
                 }),
                 None => Err(OAuthError::rejected(
                     ErrorCode::InvalidClient,
@@ -266,7 +267,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<ClientCredentials, OA
         (Some(client_id), Some(client_secret)) if !client_id.is_empty() => {
             Some(Ok(ClientCredentials {
                 client_id,
-                client_secret: (!client_secret.is_empty()).then_some(client_secret),
+                client_secret: (!client_secret.is_empty()).then(|| Secret::new(client_secret)),
             }))
         }
         _ => Some(Err(malformed())),

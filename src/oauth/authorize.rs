@@ -10,7 +10,7 @@ use crate::oauth::client_name::display_name;
 use crate::oauth::error::{AuthorizeError, ErrorCode};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{AuthServer, OWNER_SUBJECT, pkce};
-use crate::secrets;
+use crate::secrets::{self, Secret};
 use crate::store::{AuthorizationRequestRecord, CodeRecord, GrantKind, NewGrant};
 
 /// Longest `state` accepted; clients use short opaque values.
@@ -45,7 +45,7 @@ pub struct PendingAuthorization {
     /// The request id the forms carry.
     pub request_id: String,
     /// The login form's CSRF token (stored only hashed).
-    pub login_csrf: String,
+    pub login_csrf: Secret,
     /// What the login and consent pages show about it.
     pub view: ConsentView,
 }
@@ -71,7 +71,7 @@ pub struct ConsentView {
 #[derive(Debug, Clone)]
 pub struct OwnerSession {
     /// The session cookie value (stored only hashed).
-    pub token: String,
+    pub token: Secret,
     /// Seconds it stays valid.
     pub max_age: i64,
 }
@@ -216,7 +216,7 @@ impl AuthServer {
             .await?;
         Ok(PendingAuthorization {
             request_id,
-            login_csrf,
+            login_csrf: Secret::new(login_csrf),
             view,
         })
     }

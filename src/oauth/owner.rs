@@ -107,7 +107,10 @@ impl crate::oauth::AuthServer {
             .insert_owner_session(&secrets::hash_secret(&token), now, now + max_age)
             .await?;
         tracing::info!("owner logged in");
-        Ok(Some(OwnerSession { token, max_age }))
+        Ok(Some(OwnerSession {
+            token: secrets::Secret::new(token),
+            max_age,
+        }))
     }
 
     /// Whether an owner session cookie is live.

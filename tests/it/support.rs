@@ -43,6 +43,10 @@ pub struct TestApp {
     pub upstreams: nexus_gateway::upstream::Upstreams,
     /// The queue, for tests that set up a state no client could.
     pub queue: nexus_gateway::queue::Queue,
+    /// Everything the handlers share (for a `{:?}` of it in the log test, which shares this
+    /// file with the `it` binary).
+    #[allow(dead_code)]
+    pub state: nexus_gateway::app::AppState,
     pub config: Config,
     pub owner_passphrase: Option<String>,
     pub data_dir: Arc<TempDir>,
@@ -92,6 +96,7 @@ pub async fn spawn_in(
     let auth = app.state().auth.clone();
     let upstreams = app.state().upstreams.clone();
     let queue = app.state().queue.clone();
+    let state = app.state().clone();
     let owner_passphrase = app.generated_owner_passphrase().map(str::to_owned);
     let internal = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -116,6 +121,7 @@ pub async fn spawn_in(
         auth,
         upstreams,
         queue,
+        state,
         config,
         owner_passphrase,
         data_dir,

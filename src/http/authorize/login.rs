@@ -82,7 +82,7 @@ pub async fn login(
                 &mut response,
                 &state,
                 OwnerCookie::Session,
-                &session.token,
+                session.token.expose(),
                 session.max_age,
             );
             if !known_device {

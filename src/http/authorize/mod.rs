@@ -140,7 +140,13 @@ pub async fn authorize(
         .is_some_and(|value| value.as_bytes() == b"cross-site");
     match live_session(&state, &headers).await {
         Some(session) if !cross_site => consent_page(&state, &view, &session),
-        _ => login_page(&state, StatusCode::OK, &view, &pending.login_csrf, None),
+        _ => login_page(
+            &state,
+            StatusCode::OK,
+            &view,
+            pending.login_csrf.expose(),
+            None,
+        ),
     }
 }
 

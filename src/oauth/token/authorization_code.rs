@@ -80,10 +80,10 @@ impl AuthServer {
         }
         tracing::info!(grant_id = %grant.id, "authorization code redeemed");
         Ok(TokenResponse {
-            access_token,
+            access_token: access_token.into(),
             token_type: "Bearer".into(),
             expires_in: access_expires_at - now,
-            refresh_token,
+            refresh_token: refresh_token.into(),
             scope: grant.scope,
         })
     }

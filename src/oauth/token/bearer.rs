@@ -5,14 +5,14 @@ use crate::clock::UnixSeconds;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{AuthServer, OWNER_SUBJECT};
-use crate::secrets;
+use crate::secrets::{self, Secret};
 use crate::store::{GrantKind, GrantRecord, NewGrant};
 
 /// A bearer-only token printed by the CLI.
 #[derive(Debug, Clone)]
 pub struct IssuedBearerToken {
     /// The access token.
-    pub token: String,
+    pub token: Secret,
     /// Its grant, for `tokens revoke`.
     pub grant_id: String,
     /// Its expiry.
@@ -58,7 +58,7 @@ impl AuthServer {
             .mint_token_with_ttl(&record, &format!("token:{name}"), now, ttl_seconds)
             .await?;
         Ok(IssuedBearerToken {
-            token,
+            token: Secret::new(token),
             grant_id: record.id,
             expires_at,
         })

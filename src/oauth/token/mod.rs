@@ -16,7 +16,7 @@ use crate::clock::UnixSeconds;
 use crate::oauth::AuthServer;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::jwt::AccessClaims;
-use crate::secrets;
+use crate::secrets::{self, Secret};
 use crate::store::{ClientRecord, GrantRecord};
 
 /// Credentials a client presented at the token or revocation endpoint.
@@ -25,7 +25,7 @@ pub struct ClientCredentials {
     /// The client identifier.
     pub client_id: String,
     /// The client secret, when one was sent (Basic or form body).
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
 }
 
 /// A successful token response (RFC 6749 §5.1). Every member is always present: strict
@@ -33,13 +33,13 @@ pub struct ClientCredentials {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// The JWT access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// Always `Bearer`.
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
     /// The refresh token.
-    pub refresh_token: String,
+    pub refresh_token: Secret,
     /// Granted scope.
     pub scope: String,
 }
@@ -62,7 +62,7 @@ impl AuthServer {
             .ok_or_else(failed)?;
         match (&client.secret_hash, &credentials.client_secret) {
             (Some(stored), Some(presented))
-                if secrets::constant_time_eq(stored, &secrets::hash_secret(presented)) =>
+                if secrets::constant_time_eq(stored, &secrets::hash_secret(presented.expose())) =>
             {
                 Ok(client)
             }

@@ -56,7 +56,7 @@ pub struct TelegramTarget {
     /// The authorization server, for owner approval.
     pub auth: AuthServer,
     /// The secret Telegram must present on webhook calls (webhook mode only).
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<crate::secrets::Secret>,
     /// Where delivery attempts are counted.
     pub metrics: crate::metrics::Metrics,
 }
@@ -104,7 +104,7 @@ pub fn build_targets(
                 api,
                 queue: queue.clone(),
                 auth: auth.clone(),
-                webhook_secret,
+                webhook_secret: webhook_secret.map(crate::secrets::Secret::new),
                 metrics: metrics.clone(),
             },
             token,
@@ -164,7 +164,11 @@ pub fn spawn_all(
         match (&target.webhook_secret, target.config.mode) {
             (Some(secret), TelegramMode::Webhook) => {
                 let url = public_url.join(&crate::http::paths::telegram_webhook(&target.name));
-                tokio::spawn(register_webhook(target.clone(), url, secret.clone()));
+                tokio::spawn(register_webhook(
+                    target.clone(),
+                    url,
+                    secret.expose().to_owned(),
+                ));
             }
             _ => {
                 tokio::spawn(receive::run_polling(target.clone(), shutdown.child_token()));
