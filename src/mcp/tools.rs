@@ -106,8 +106,8 @@ pub struct QueueStatusResult {
     pub in_progress: i64,
     /// Updates recorded so far, in all.
     pub total_updates: i64,
-    /// The task being worked on, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The task being worked on, or null when none is (always present: the seed's contract
+    /// lists it, and clients written against it read the key).
     pub current_task: Option<MessageView>,
     /// The same counts per target.
     pub targets: Vec<TargetCounts>,

@@ -38,6 +38,9 @@ async fn round_trip(app: &TestApp, lifecycle: Lifecycle, text: &str) {
     assert_eq!(sent["status"], "pending");
     let id = sent["id"].as_str().expect("id").to_owned();
 
+    // Nothing in progress yet: the key is there, null (the seed's contract).
+    let idle = call_tool_ok(&client, "queue_status", json!({})).await;
+    assert_eq!(idle.get("current_task"), Some(&Value::Null), "{idle}");
     let agent = app
         .add_agent(&format!("agent-{}", &id[..8]), &["homelab"])
         .await;
