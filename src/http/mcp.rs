@@ -131,6 +131,15 @@ async fn check_request(State(gate): State<McpGate>, request: Request, next: Next
             "Invalid Request: not a JSON-RPC 2.0 message",
         );
     }
+    // MCP requests carry a string or number id (a null id is what JSON-RPC keeps for answers
+    // to requests whose id could not be read): such a request is invalid, not mismatched params.
+    if message["method"].is_string() && message.get("id").is_some_and(Value::is_null) {
+        return json_rpc_error(
+            Value::Null,
+            INVALID_REQUEST,
+            "Invalid Request: a request's id must be a string or a number, not null",
+        );
+    }
     if ClientJsonRpcMessage::deserialize(&message).is_err() {
         return json_rpc_error(
             id,

@@ -533,3 +533,19 @@ async fn pull_updates_reads_from_a_cursor_or_a_time_and_filters() {
         .await;
     assert_eq!(pull(&other).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_request_with_a_null_id_is_an_invalid_request() {
+    let app = spawn_app().await;
+    let token = app.access_token(BOTH_SCOPES).await;
+    let response = app
+        .mcp_post(
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+        )
+        .await;
+    assert!(response.status().is_client_error() || response.status().is_success());
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert_eq!(body["id"], Value::Null);
+}
