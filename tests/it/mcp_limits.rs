@@ -43,13 +43,15 @@ async fn a_client_waiting_in_too_many_pulls_gets_an_answer_at_once() {
     let app = spawn_app().await;
     let token = app.access_token(BOTH_SCOPES).await;
     let mut waits = JoinSet::new();
+    // From an explicit cursor: each woken call reads the news whichever of them reads first
+    // (without one, the first to read moves the client's stored cursor past it for the others).
     for _ in 0..=WAITS_PER_CLIENT {
         spawn_call(
             &mut waits,
             &app,
             &token,
             "pull_updates",
-            json!({"wait": 30}),
+            json!({"wait": 30, "since": "0"}),
         );
     }
     // Nothing has happened, so only the call over the cap can answer now.
