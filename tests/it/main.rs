@@ -17,6 +17,7 @@ mod federation_real;
 mod log_capture;
 mod mcp_limits;
 mod mcp_tools;
+mod nasty_inputs;
 mod oauth_flow;
 mod oauth_rejections;
 mod operations;
