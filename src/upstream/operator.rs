@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rmcp::model::Tool;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
@@ -102,18 +103,7 @@ pub async fn approve(
     shim: &Path,
     now: UnixSeconds,
 ) -> Result<String, String> {
-    let handler = UpstreamClient {
-        tools_changed: Arc::new(Notify::new()),
-    };
-    let mut connection = connect(upstream, shim, handler).await?;
-    let live = connection
-        .service
-        .peer()
-        .list_all_tools()
-        .await
-        .map_err(|error| format!("tools/list failed: {error}"));
-    let _ = connection.service.close().await;
-    let live = live?;
+    let live = live_tools(upstream, shim).await?;
     let pins = store
         .pinned_tools(&upstream.name)
         .await
@@ -149,6 +139,17 @@ pub async fn approve(
     }
     out.push_str("a running gateway picks this up within 30 s\n");
     Ok(out)
+}
+
+/// Connects to `config`'s server once, and lists what it offers now.
+async fn live_tools(config: &UpstreamConfig, shim: &Path) -> Result<Vec<Tool>, String> {
+    let handler = UpstreamClient {
+        tools_changed: Arc::new(Notify::new()),
+    };
+    let mut connection = connect(config, shim, handler).await?;
+    let tools = connection.service.peer().list_all_tools().await;
+    let _ = connection.service.close().await;
+    tools.map_err(|error| format!("tools/list failed: {error}"))
 }
 
 /// A Claude-Desktop-style configuration file.
@@ -262,14 +263,8 @@ async fn offered_tools(
     config: &UpstreamConfig,
     shim: &Path,
 ) -> Result<Vec<(String, String)>, String> {
-    let handler = UpstreamClient {
-        tools_changed: Arc::new(Notify::new()),
-    };
-    let mut connection = connect(config, shim, handler).await?;
-    let tools = connection.service.peer().list_all_tools().await;
-    let _ = connection.service.close().await;
-    let tools = tools.map_err(|error| format!("tools/list failed: {error}"))?;
-    Ok(tools
+    Ok(live_tools(config, shim)
+        .await?
         .into_iter()
         .map(|tool| {
             let description: String = tool

@@ -4,10 +4,11 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::{
-    authorize_error, consent_page, error_page, expired_page, form_fields, live_session, redirect,
+    authorize_error, consent_page, error_page, expired_page, form_fields, form_request,
+    live_session, redirect,
 };
 use crate::app::AppState;
 
@@ -39,13 +40,9 @@ pub async fn consent(
 /// `POST /authorize/decision`: Approve or Deny.
 pub async fn decision(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_fields(&body);
-    let (Some(request_id), Some(csrf)) = (form.get("request_id"), form.get("csrf")) else {
-        return error_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "This form is incomplete",
-            "Start again from the application.",
-        );
+    let (request_id, csrf) = match form_request(&state, &form) {
+        Ok(fields) => fields,
+        Err(refused) => return refused.into_response(),
     };
     let Some(session) = live_session(&state, &headers).await else {
         return error_page(

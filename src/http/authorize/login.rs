@@ -5,11 +5,11 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::{
-    OwnerCookie, authorize_error, check_login_form, encode, error_page, expired_page, form_fields,
-    login_page, owner_cookie, redirect, set_owner_cookie,
+    OwnerCookie, authorize_error, check_login_form, encode, expired_page, form_fields,
+    form_request, login_page, owner_cookie, redirect, set_owner_cookie,
 };
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
@@ -25,13 +25,9 @@ pub async fn login(
     body: Bytes,
 ) -> Response {
     let form = form_fields(&body);
-    let (Some(request_id), Some(csrf)) = (form.get("request_id"), form.get("csrf")) else {
-        return error_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "This form is incomplete",
-            "Start again from the application.",
-        );
+    let (request_id, csrf) = match form_request(&state, &form) {
+        Ok(fields) => fields,
+        Err(refused) => return refused.into_response(),
     };
     let view = match state.auth.consent_view(request_id).await {
         Ok(Some(view)) => view,

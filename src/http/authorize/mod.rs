@@ -13,7 +13,7 @@ mod consent;
 mod login;
 mod telegram;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
@@ -274,6 +274,22 @@ fn consent_page(state: &AppState, view: &ConsentView, session: &str) -> Response
     render(StatusCode::OK, &page, Some(&view.redirect_uri))
 }
 
+/// The request id and CSRF token every owner form carries; a page saying so when one is missing.
+fn form_request<'a>(
+    state: &AppState,
+    form: &'a HashMap<String, String>,
+) -> Result<(&'a str, &'a str), PageError> {
+    match (form.get("request_id"), form.get("csrf")) {
+        (Some(request_id), Some(csrf)) => Ok((request_id, csrf)),
+        _ => Err(PageError::new(
+            &state.config.public_url,
+            StatusCode::BAD_REQUEST,
+            "This form is incomplete",
+            "Start again from the application.",
+        )),
+    }
+}
+
 fn expired_page(state: &AppState) -> Response {
     error_page(
         state,
@@ -307,7 +323,7 @@ fn redirect(status: StatusCode, location: &str) -> Response {
     }
 }
 
-fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+fn form_fields(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body)
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect()

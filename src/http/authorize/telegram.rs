@@ -5,11 +5,11 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::{
-    authorize_error, check_login_form, encode, error_page, expired_page, form_fields, redirect,
-    too_many_requests,
+    authorize_error, check_login_form, encode, error_page, expired_page, form_fields, form_request,
+    redirect, too_many_requests,
 };
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
@@ -28,13 +28,9 @@ pub async fn approve_in_telegram(
     body: Bytes,
 ) -> Response {
     let form = form_fields(&body);
-    let (Some(request_id), Some(csrf)) = (form.get("request_id"), form.get("csrf")) else {
-        return error_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "This form is incomplete",
-            "Start again from the application.",
-        );
+    let (request_id, csrf) = match form_request(&state, &form) {
+        Ok(fields) => fields,
+        Err(refused) => return refused.into_response(),
     };
     let Some(approver) = state.telegram_approver() else {
         return error_page(

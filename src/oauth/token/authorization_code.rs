@@ -79,12 +79,12 @@ impl AuthServer {
                 .await);
         }
         tracing::info!(grant_id = %grant.id, "authorization code redeemed");
-        Ok(TokenResponse {
-            access_token: access_token.into(),
-            token_type: "Bearer".into(),
-            expires_in: access_expires_at - now,
-            refresh_token: refresh_token.into(),
-            scope: grant.scope,
-        })
+        Ok(TokenResponse::bearer(
+            access_token,
+            access_expires_at,
+            now,
+            refresh_token,
+            grant.scope,
+        ))
     }
 }

@@ -44,6 +44,25 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
+impl TokenResponse {
+    /// A `Bearer` answer; `expires_in` is counted from `now` and never negative.
+    fn bearer(
+        access_token: String,
+        access_expires_at: UnixSeconds,
+        now: UnixSeconds,
+        refresh_token: String,
+        scope: String,
+    ) -> Self {
+        Self {
+            access_token: access_token.into(),
+            token_type: "Bearer".into(),
+            expires_in: (access_expires_at - now).max(0),
+            refresh_token: refresh_token.into(),
+            scope,
+        }
+    }
+}
+
 const REFRESH_TOKEN_PREFIX: &str = "rt_";
 
 impl AuthServer {

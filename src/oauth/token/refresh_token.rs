@@ -81,13 +81,13 @@ impl AuthServer {
         match pair {
             Some(pair) => {
                 log_grace_answer(&client.id, &grant.id, client_ip, current.rotated_from_ip);
-                Ok(TokenResponse {
-                    access_token: pair.access_token.into(),
-                    token_type: "Bearer".into(),
-                    expires_in: (pair.access_expires_at - now).max(0),
-                    refresh_token: pair.refresh_token.into(),
-                    scope: pair.scope,
-                })
+                Ok(TokenResponse::bearer(
+                    pair.access_token,
+                    pair.access_expires_at,
+                    now,
+                    pair.refresh_token,
+                    pair.scope,
+                ))
             }
             None => Err(self.revoke_after_replay(&grant.id, "refresh token").await),
         }
@@ -138,13 +138,13 @@ impl AuthServer {
         }
         self.store().touch_client(client_id, now).await?;
         tracing::info!(grant_id = %grant.id, "refresh token rotated");
-        Ok(Some(TokenResponse {
-            access_token: access_token.into(),
-            token_type: "Bearer".into(),
-            expires_in: access_expires_at - now,
-            refresh_token: refresh_token.into(),
-            scope: grant.scope.clone(),
-        }))
+        Ok(Some(TokenResponse::bearer(
+            access_token,
+            access_expires_at,
+            now,
+            refresh_token,
+            grant.scope.clone(),
+        )))
     }
 }
 
