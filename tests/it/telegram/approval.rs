@@ -72,21 +72,22 @@ async fn owner_says(fake: &FakeTelegram, user: i64, text: &str) -> Option<String
     sent_to_owner(fake).last().map(|sent| sent.text.clone())
 }
 
-/// Starts an authorization as a browser would and chooses "Approve in Telegram instead".
-async fn ask_owner_in_telegram(app: &TestApp, fake: &FakeTelegram) -> AskedOwner {
+/// A new client's authorization opened in a browser: the client, its PKCE pair, the login page.
+async fn login_page(app: &TestApp) -> (crate::support::TestClient, Pkce, String) {
     let registered = app.register_client("none").await;
     let pkce = Pkce::new();
     let query = app.authorize_query(&registered, &pkce, "st");
-    let login = app
-        .http
-        .get(app.url("/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize")
-        .text()
-        .await
-        .expect("html");
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let login = app.authorize(&pairs).await.text().await.expect("html");
+    (registered, pkce, login)
+}
+
+/// Starts an authorization as a browser would and chooses "Approve in Telegram instead".
+async fn ask_owner_in_telegram(app: &TestApp, fake: &FakeTelegram) -> AskedOwner {
+    let (registered, pkce, login) = login_page(app).await;
     assert!(login.contains("Approve in Telegram instead"));
     let form = [
         ("request_id", hidden_field(&login, "request_id")),
@@ -312,19 +313,7 @@ async fn prompts_to_the_owner_are_capped_per_minute() {
     let app = spawn_with_owner_bot(&fake).await;
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        let registered = app.register_client("none").await;
-        let pkce = Pkce::new();
-        let query = app.authorize_query(&registered, &pkce, "st");
-        let login = app
-            .http
-            .get(app.url("/authorize"))
-            .query(&query)
-            .send()
-            .await
-            .expect("authorize")
-            .text()
-            .await
-            .expect("html");
+        let (_, _, login) = login_page(&app).await;
         let status = app
             .http
             .post(app.url("/authorize/telegram"))
