@@ -17,7 +17,7 @@ use crate::support::{
     Lifecycle, McpClient, TestApp, call_tool, spawn_app_with, tool_names, tool_text,
 };
 
-/// The fixture server, built by `cargo test` with the examples.
+/// The fixture server, built by `cargo build --examples` (scripts/test does).
 pub(crate) fn fixture_binary() -> PathBuf {
     let binary = Path::new(env!("CARGO_BIN_EXE_nexus-gateway"));
     let path = binary
@@ -26,7 +26,7 @@ pub(crate) fn fixture_binary() -> PathBuf {
         .join("examples/upstream_fixture");
     assert!(
         path.exists(),
-        "{} is missing: build it with `cargo test --examples` (scripts/test does)",
+        "{} is missing: build it with `cargo build --examples` (scripts/test does)",
         path.display()
     );
     path
