@@ -69,7 +69,8 @@ pub struct RateLimits {
 #[derive(Debug, Clone, Copy)]
 struct LoginFailures {
     count: u32,
-    /// On the limiter clock's time line (since the epoch).
+    /// On the limiter clock's time line (since the epoch), like `locked_until`.
+    last_failure: Duration,
     locked_until: Option<Duration>,
 }
 
@@ -163,16 +164,19 @@ impl RateLimits {
     /// Records a wrong passphrase from `ip`: after a few, each one doubles the lock-out.
     pub fn record_login_failure(&self, ip: IpAddr) {
         let ip = bucket(ip);
+        let now = self.now();
         let mut failures = self.failures();
         let entry = failures.entry(ip).or_insert(LoginFailures {
             count: 0,
+            last_failure: now,
             locked_until: None,
         });
         entry.count = entry.count.saturating_add(1);
+        entry.last_failure = now;
         if entry.count >= FREE_LOGIN_FAILURES {
             let exponent = (entry.count - FREE_LOGIN_FAILURES).min(16);
             let lockout = Duration::from_secs(1u64 << exponent).min(MAX_LOGIN_LOCKOUT);
-            entry.locked_until = Some(self.now() + lockout);
+            entry.locked_until = Some(now + lockout);
         }
     }
 
@@ -189,10 +193,15 @@ impl RateLimits {
         self.login.retain_recent();
         self.telegram_ask.retain_recent();
         let now = self.now();
+        // An address is forgotten a full lock-out after its last failure or lock-out, never
+        // sooner: the sweep must not hand out fresh free guesses (an entry still under the
+        // threshold was once dropped on every sweep).
         self.failures().retain(|_, entry| {
-            entry
+            let last = entry
                 .locked_until
-                .is_some_and(|until| until + MAX_LOGIN_LOCKOUT > now)
+                .unwrap_or(entry.last_failure)
+                .max(entry.last_failure);
+            last + MAX_LOGIN_LOCKOUT > now
         });
     }
 
@@ -348,6 +357,29 @@ mod tests {
         assert!(limits.check(Limit::Login, ip).is_err());
         limits.record_login_success(ip);
         assert!(limits.check(Limit::Login, ip).is_ok());
+    }
+
+    #[test]
+    fn the_sweep_keeps_failures_under_the_threshold_until_they_are_old() {
+        let (limits, clock) = limits_with(LimitsConfig::default());
+        let ip: IpAddr = "192.0.2.9".parse().expect("ip");
+        for _ in 0..FREE_LOGIN_FAILURES - 1 {
+            limits.record_login_failure(ip);
+        }
+        // The maintenance sweep runs every minute: it must not hand out fresh free guesses.
+        limits.shrink();
+        limits.record_login_failure(ip);
+        assert!(
+            limits.check(Limit::Login, ip).is_err(),
+            "the third failure locks"
+        );
+        clock.advance(i64::try_from(2 * MAX_LOGIN_LOCKOUT.as_secs()).expect("seconds"));
+        limits.shrink();
+        limits.record_login_failure(ip);
+        assert!(
+            limits.check(Limit::Login, ip).is_ok(),
+            "old failures are forgotten"
+        );
     }
 
     #[test]
