@@ -25,6 +25,10 @@ use crate::upstream::Upstreams;
 /// How often expired rows are swept and rotated keys picked up.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often the revocation log is read for revocations made elsewhere (the CLI, another
+/// replica): the longest a token revoked there stays accepted here.
+const REVOCATION_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What every handler can reach: cheap, cloneable handles.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -220,6 +224,7 @@ impl App {
             }
         });
         let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
+        tokio::spawn(watch_revocations(self.state.auth.clone(), stopping.clone()));
         match self.upstream_shim.clone() {
             Some(shim) => {
                 self.state
@@ -262,6 +267,20 @@ impl App {
         let _ = maintenance.await;
         tracing::info!("nexus-gateway stopped");
         served
+    }
+}
+
+async fn watch_revocations(auth: AuthServer, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(REVOCATION_WATCH_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(error) = auth.sync_revocations().await {
+            tracing::warn!(error = %error, "cannot read the revocation log; will retry");
+        }
     }
 }
 

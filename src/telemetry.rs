@@ -1,10 +1,11 @@
 //! Log output: a `tracing` subscriber, pretty for a terminal or JSON for journald, filtered by
 //! `RUST_LOG` (default `info`). What may never be logged is enforced at the call sites, in
 //! `http`'s stack, and here: rmcp logs whole JSON-RPC messages (tool arguments, so task text)
-//! at debug and trace, so it is capped at info unless `RUST_LOG` names it explicitly.
+//! at debug and trace, and three lines per stateless request at info, so it is capped at warn
+//! (or lower, if `RUST_LOG` is lower) unless `RUST_LOG` names it explicitly.
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Directive;
+use tracing_subscriber::filter::{Directive, LevelFilter};
 
 use crate::config::LogFormat;
 
@@ -31,12 +32,60 @@ pub fn init(format: LogFormat) {
 
 /// The filter for a `RUST_LOG`-style `spec`, with the payload-logging crates capped.
 pub fn env_filter(spec: &str) -> EnvFilter {
-    let mut filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    // Only an explicit mention opts in to rmcp's message dumps (for protocol debugging).
-    if !spec.contains("rmcp")
-        && let Ok(cap) = "rmcp=info".parse::<Directive>()
-    {
-        filter = filter.add_directive(cap);
+    let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // Only an explicit mention opts in to rmcp's lines (for protocol debugging).
+    if spec.contains("rmcp") {
+        return filter;
     }
-    filter
+    // rmcp gets warn, or less when the whole filter asks for less: a cap, never a raise.
+    let cap = match filter.max_level_hint() {
+        Some(level) if level < LevelFilter::WARN => level,
+        _ => LevelFilter::WARN,
+    };
+    match format!("rmcp={cap}").parse::<Directive>() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Whether an event at `level` from `target` passes the filter built from `spec`.
+    fn passes(spec: &str, target_is_rmcp: bool, level: Level) -> bool {
+        let subscriber = tracing_subscriber::registry().with(env_filter(spec));
+        tracing::subscriber::with_default(subscriber, || {
+            if target_is_rmcp {
+                match level {
+                    Level::INFO => tracing::enabled!(target: "rmcp", Level::INFO),
+                    Level::WARN => tracing::enabled!(target: "rmcp", Level::WARN),
+                    _ => tracing::enabled!(target: "rmcp", Level::ERROR),
+                }
+            } else {
+                tracing::enabled!(target: "nexus_gateway::http", Level::INFO)
+            }
+        })
+    }
+
+    #[test]
+    fn rmcp_is_capped_at_warn_and_never_raised_above_the_filter() {
+        // The default: our info lines, none of rmcp's per-request info lines.
+        assert!(passes(DEFAULT_FILTER, false, Level::INFO));
+        assert!(!passes(DEFAULT_FILTER, true, Level::INFO));
+        assert!(passes(DEFAULT_FILTER, true, Level::WARN));
+        assert!(!passes("debug", true, Level::INFO));
+        // A lower filter stays lower: the cap does not raise rmcp to warn.
+        assert!(!passes("error", true, Level::WARN));
+        assert!(passes("error", true, Level::ERROR));
+        assert_eq!(
+            env_filter("error").max_level_hint(),
+            Some(LevelFilter::ERROR)
+        );
+        // Naming rmcp opts in to its lines.
+        assert!(passes("warn,rmcp=info", true, Level::INFO));
+    }
 }

@@ -98,6 +98,7 @@ impl Config {
         let approval = reader.read("approval");
         let trusted_proxies = reader.read("trusted_proxies");
         let log_format = reader.read("log_format");
+        let access_log = reader.read("access_log");
         let internal_listen = reader.read_optional("internal_listen");
         let oauth = read_oauth(&mut reader);
         let limits = read_limits(&mut reader);
@@ -112,6 +113,7 @@ impl Config {
             Some(approval),
             Some(trusted_proxies),
             Some(log_format),
+            Some(access_log),
             Some(internal_listen),
             Some(oauth),
             Some(limits),
@@ -125,6 +127,7 @@ impl Config {
             approval,
             trusted_proxies,
             log_format,
+            access_log,
             internal_listen,
             oauth,
             limits,
@@ -142,6 +145,7 @@ impl Config {
             approval,
             trusted_proxies,
             log_format,
+            access_log,
             internal_listen,
             oauth,
             limits,

@@ -43,6 +43,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Which requests get an access-log line.
+    #[serde(default)]
+    pub access_log: AccessLog,
     /// The internal listener: the agent API, `/metrics` and the probes, which the public
     /// listener never serves. Keep it on loopback or a mesh-side interface; never expose it
     /// through the public proxy.
@@ -189,6 +192,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which requests get an access-log line (method, route template, status, latency, ids).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Every request (the default).
+    #[default]
+    All,
+    /// Only answers with a 4xx or 5xx status: for a busy `/mcp`, where a line per tool call
+    /// costs more than the call.
+    Errors,
+    /// None: another layer (the reverse proxy) keeps the access log.
+    Off,
+}
+
 /// Authorization-server lifetimes and policies.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +265,7 @@ impl Default for Config {
             approval: ApprovalMode::Password,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Pretty,
+            access_log: AccessLog::All,
             internal_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             oauth: OAuthConfig::default(),
             limits: LimitsConfig::default(),

@@ -2,6 +2,7 @@
 //! mapping of domain errors to responses. Handlers are thin: they parse, call a service, and
 //! shape the answer.
 
+pub mod access_log;
 pub mod agent_api;
 pub mod authorize;
 pub mod bearer;
@@ -33,8 +34,7 @@ use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
@@ -132,6 +132,7 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
     let max_body_bytes = state.config.limits.max_body_bytes;
     let request_metrics = state.metrics.clone();
     let request_timeout = state.config.limits.request_timeout;
+    let access_log = state.config.access_log;
     let sensitive_request_headers = [
         header::AUTHORIZATION,
         header::COOKIE,
@@ -168,7 +169,7 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
                                 .map(|id| id.0.as_str());
                             tracing::info_span!("http.request", method = %request.method(), route, request_id, client_request_id)
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(access_log::AccessLine(access_log)),
                 )
                 // Echo the id so a user's report can be matched to our logs.
                 .layer(PropagateRequestIdLayer::x_request_id())

@@ -197,11 +197,17 @@ impl KeyRing {
                 _ => TokenRejection::Invalid,
             })?
             .claims;
-        if claims.exp + LEEWAY_SECONDS <= now || claims.iat > now + LEEWAY_SECONDS {
-            return Err(TokenRejection::Expired);
-        }
+        check_lifetime(&claims, now)?;
         Ok(claims)
     }
+}
+
+/// Whether verified claims are still within their lifetime at `now` (with the clock leeway).
+pub fn check_lifetime(claims: &AccessClaims, now: UnixSeconds) -> Result<(), TokenRejection> {
+    if claims.exp + LEEWAY_SECONDS <= now || claims.iat > now + LEEWAY_SECONDS {
+        return Err(TokenRejection::Expired);
+    }
+    Ok(())
 }
 
 /// Generates a new ES256 signing key.

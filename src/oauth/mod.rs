@@ -16,6 +16,7 @@ mod register;
 pub mod remote_approval;
 mod sealed;
 mod token;
+mod verified;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -23,6 +24,7 @@ use crate::clock::{SharedClock, UnixSeconds};
 use crate::config::Config;
 use crate::oauth::error::OAuthError;
 use crate::oauth::jwt::{AccessClaims, KeyRing, TokenRejection};
+use crate::oauth::verified::VerifiedTokens;
 use crate::store::{Store, StoreError};
 
 pub use authorize::{
@@ -126,6 +128,7 @@ struct Inner {
     // Swapped whole on reload; readers clone the Arc, never the ring.
     keys: RwLock<Arc<KeyRing>>,
     last_key_reload: Mutex<UnixSeconds>,
+    verified: VerifiedTokens,
     // argon2id takes ~19 MiB and tens of milliseconds per check: bound how many run at once,
     // so a flood of logins cannot exhaust memory or the blocking pool.
     passphrase_checks: tokio::sync::Semaphore,
@@ -160,6 +163,11 @@ impl AuthServer {
                     .ok_or_else(|| OAuthError::internal(jwt_missing_key()))?
             }
         };
+        // Everything revoked so far is in the store, where a cache miss looks.
+        let verified = VerifiedTokens::new(
+            store.latest_revocation_seq().await?,
+            store.local_revocations(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -167,6 +175,7 @@ impl AuthServer {
                 settings,
                 keys: RwLock::new(Arc::new(keys)),
                 last_key_reload: Mutex::new(now),
+                verified,
                 passphrase_checks: tokio::sync::Semaphore::new(2),
             }),
         })
@@ -195,10 +204,51 @@ impl AuthServer {
 
     /// Verifies a bearer access token: signature, type, issuer, audience, lifetime, and
     /// that neither it nor its grant was revoked.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
-        let settings = &self.inner.settings;
         let now = self.now();
+        // A revocation committed by this process is in force on its very next request.
+        if self
+            .inner
+            .verified
+            .behind_local(self.inner.store.local_revocations())
+        {
+            self.sync_revocations().await?;
+        }
+        let key = VerifiedTokens::key(token);
+        if let Some(verdict) = self.inner.verified.get(&key, now) {
+            return verdict.map_err(AccessTokenError::Rejected);
+        }
+        let epoch = self.inner.verified.epoch();
+        let claims = self.verify_in_full(token, now).await?;
+        self.inner.verified.insert(key, claims.clone(), epoch, now);
+        Ok(claims)
+    }
+
+    /// Reads the revocation log past the point the token cache has seen and drops what it
+    /// names. Run every second (revocations by the CLI or another replica) and at once after
+    /// a revocation of this process's own.
+    pub async fn sync_revocations(&self) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        // Read the counter first: a revocation committed while the log is read is then read
+        // again next time rather than missed.
+        let local = store.local_revocations();
+        let since = store
+            .revocations_since(self.inner.verified.log_seq())
+            .await?;
+        self.inner
+            .verified
+            .apply(&since.entries, since.gap, since.last_seq, local);
+        Ok(())
+    }
+
+    /// The check behind a cache miss: signature, claims, lifetime, and the store's revocations.
+    async fn verify_in_full(
+        &self,
+        token: &str,
+        now: UnixSeconds,
+    ) -> Result<AccessClaims, AccessTokenError> {
+        let settings = &self.inner.settings;
         let mut verdict = self
             .key_ring()
             .verify(token, &settings.issuer, &settings.resource, now);

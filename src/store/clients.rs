@@ -125,6 +125,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.note_revocation();
         Ok(result.rows_affected() == 1)
     }
 
@@ -143,6 +144,7 @@ impl Store {
         .bind(unstarted_cutoff)
         .execute(&self.pool)
         .await?;
+        self.note_revocation();
         Ok(result.rows_affected())
     }
 }

@@ -291,6 +291,7 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
+        self.note_revocation();
         Ok(result.rows_affected() == 1)
     }
 }

@@ -97,6 +97,7 @@ impl Store {
             .bind(expires_at)
             .execute(&self.pool)
             .await?;
+        self.note_revocation();
         Ok(())
     }
 

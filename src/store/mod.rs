@@ -9,6 +9,7 @@ mod grants;
 mod keys;
 mod owner;
 mod queue;
+mod revocations;
 mod tokens;
 mod transport;
 mod updates;
@@ -30,6 +31,7 @@ pub use clients::{ClientRecord, NewClient};
 pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
 pub use keys::SigningKeyRecord;
 pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
+pub use revocations::{RevocationsSince, Revoked};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
 pub use updates::{UpdateFilter, UpdateRecord};
 pub use upstreams::PinnedToolRecord;
@@ -61,6 +63,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    // Revocations committed through this handle (and its clones): see `local_revocations`.
+    local_revocations: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -99,7 +103,10 @@ impl Store {
             sqlx::query("VACUUM").execute(&mut *connection).await?;
         }
         drop(connection);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            local_revocations: std::sync::Arc::default(),
+        })
     }
 
     /// The bytes the database holds (its pages, after folding the write-ahead log in).
@@ -141,6 +148,9 @@ impl Store {
             "DELETE FROM owner_devices WHERE expires_at <= ?",
             // Telegram keeps updates for 24 hours; two days of memory covers any redelivery.
             "DELETE FROM transport_seen WHERE seen_at <= ? - 172800",
+            // Servers read the log every second; a day is room for any pause. A server that
+            // still finds a hole drops its whole token cache.
+            "DELETE FROM revocation_log WHERE logged_at <= ? - 86400",
         ] {
             removed += sqlx::query(statement)
                 .bind(now)
