@@ -31,6 +31,7 @@ pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, Grant
 pub use keys::SigningKeyRecord;
 pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
+pub use transport::{Receipt, Sighting};
 pub use updates::{UpdateFilter, UpdateRecord};
 pub use upstreams::PinnedToolRecord;
 
