@@ -18,7 +18,8 @@ use crate::store::{MessageRecord, Receipt, Sighting};
 use crate::transport::telegram::api::TelegramError;
 use crate::transport::telegram::delivery::{backoff, external_ref};
 use crate::transport::telegram::format::{
-    ButtonAction, default_status_text, find_tag, parse_callback, parse_command, task_tag,
+    ButtonAction, default_status_text, find_tag, parse_callback, parse_command, posted_task_tag,
+    task_tag,
 };
 use crate::transport::telegram::objects::{CallbackQuery, Message, Update, User};
 use crate::transport::telegram::{TelegramTarget, approval};
@@ -250,12 +251,17 @@ async fn correlate(
         if let Some(task) = target.queue.find_by_ref(&target.name, &reference).await? {
             return Ok(Some(task));
         }
+        // A copy of a task's post whose answer from Telegram was lost (so the task was posted
+        // again) has no ref, but its heading names the task. A reply to our post about a task
+        // that is no longer open is not guessed onto another one.
+        if let Some(tag) = own_post_tag(target, replied) {
+            let open = target.queue.open_tasks(&target.name).await?;
+            return Ok(open_task_tagged(open, &tag));
+        }
     }
     let open = target.queue.open_tasks(&target.name).await?;
     if let Some(tag) = find_tag(text) {
-        return Ok(open
-            .into_iter()
-            .find(|task| task.id.replace('-', "").starts_with(&tag)));
+        return Ok(open_task_tagged(open, &tag));
     }
     // Only when exactly one task is open can a plain message be about it; with two, guessing
     // would put the answer on the wrong task.
@@ -263,6 +269,25 @@ async fn correlate(
         Ok([only]) => Some(only),
         Err(_) => None,
     })
+}
+
+/// The tag of a task post this bot made in the target's chat. Anything else names no task,
+/// whatever its text: another bot, or a person, can post the same words.
+fn own_post_tag(target: &TelegramTarget, message: &Message) -> Option<String> {
+    let ours = message
+        .from
+        .as_ref()
+        .is_some_and(|author| author.is_bot && author.id == target.bot_id);
+    if !ours || message.chat.id != target.chat_id() {
+        return None;
+    }
+    posted_task_tag(message.text.as_deref()?)
+}
+
+/// The open task (of the target's) whose id starts with `tag`.
+fn open_task_tagged(open: Vec<MessageRecord>, tag: &str) -> Option<MessageRecord> {
+    open.into_iter()
+        .find(|task| task.id.replace('-', "").starts_with(tag))
 }
 
 fn refuse_sender(target: &TelegramTarget, sender: &User) -> Option<&'static str> {

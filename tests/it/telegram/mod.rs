@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::fake_telegram::{
-    AGENT_USER, BOT_TOKEN, FakeTelegram, Fault, OWNER_USER, TASK_CHAT, bot_target,
+    AGENT_USER, BOT_ID, BOT_TOKEN, FakeTelegram, Fault, OWNER_USER, TASK_CHAT, bot_target,
 };
 use crate::support::{
     Lifecycle, McpClient, McpUser, Pkce, TestApp, call_tool_ok, database_file, hidden_field,
@@ -126,4 +126,9 @@ async fn on_database(data_dir: &Path, statement: &'static str) {
         .await
         .expect("statement");
     connection.close().await.expect("closed");
+}
+
+/// Polls until Telegram has nothing more to hand out.
+async fn poll_until_idle(target: &nexus_gateway::transport::telegram::TelegramTarget) {
+    while poll_once(target).await.expect("poll") > 0 {}
 }
