@@ -1,6 +1,7 @@
 //! `POST /telegram/webhook/{target}`: Telegram's calls in webhook mode. The secret header is
-//! compared in constant time (the endpoint is public); the update is handled off the request,
-//! so Telegram gets its 200 at once and does not retry.
+//! compared in constant time (the endpoint is public). The update is handled before the
+//! answer: a 200 tells Telegram it is recorded, and a failure answers 500 so that Telegram
+//! sends it again instead of losing it.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::secrets::constant_time_eq;
+use crate::telemetry::log_internal;
 use crate::transport::telegram::objects::Update;
 use crate::transport::telegram::receive::handle_update;
 
@@ -44,11 +46,11 @@ pub async fn webhook(
     let Ok(Json(update)) = update else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let target = target.clone();
-    tokio::spawn(async move {
-        if let Err(error) = handle_update(&target, update).await {
-            tracing::error!(target = %target.name, error = %error, "cannot handle a telegram update");
+    match handle_update(target, update).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(error) => {
+            log_internal("telegram webhook update", &error);
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    });
-    StatusCode::OK.into_response()
+    }
 }

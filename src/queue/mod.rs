@@ -332,12 +332,22 @@ impl Queue {
         source: &str,
         agent: Option<&str>,
     ) -> Result<(MessageRecord, UpdateRecord), QueueError> {
-        match self
+        let outcome = self
             .inner
             .store
             .record_update(id, status, content, source, agent, self.now())
-            .await?
-        {
+            .await?;
+        self.settle(id, status, outcome)
+    }
+
+    /// What a requested status change of message `id` to `status` came to, for the caller.
+    fn settle(
+        &self,
+        id: &str,
+        status: Option<MessageStatus>,
+        outcome: TransitionOutcome,
+    ) -> Result<(MessageRecord, UpdateRecord), QueueError> {
+        match outcome {
             TransitionOutcome::Applied(applied) => {
                 self.inner.update_recorded.notify_waiters();
                 Ok(*applied)

@@ -1,11 +1,13 @@
 //! The queue as transports see it: tasks still to deliver, deliveries and their external
 //! messages, replies routed back to tasks (or kept as updates with no task), and a little
-//! durable state. Transports call these instead of the store.
+//! durable state. Transports call these instead of the store. An incoming event is written
+//! with a `Receipt`: marked handled, with its state, in the transaction that records what it
+//! carried, so it is never marked handled without it.
 
 use crate::queue::Queue;
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content};
-use crate::store::{MessageRecord, UpdateRecord};
+use crate::store::{MessageRecord, Receipt, Sighting, UpdateRecord};
 
 impl Queue {
     /// The next task of `target` to deliver (urgent first, then oldest).
@@ -65,34 +67,39 @@ impl Queue {
         Ok(self.store().open_messages(Some(target)).await?)
     }
 
-    /// Records a reply from a transport: on `task` (moving it to `status` when given), or, with
-    /// no task, as an update of its own.
+    /// Records a reply from a transport, and its event as handled, in one transaction: on
+    /// `task` (moving it to `status` when given), or, with no task, as an update of its own.
+    /// A refused status change writes nothing, the event included.
     pub async fn record_reply(
         &self,
-        target: &str,
+        receipt: &Receipt,
         task: Option<&MessageRecord>,
         content: &str,
         status: Option<MessageStatus>,
         source: &str,
-    ) -> Result<UpdateRecord, QueueError> {
+    ) -> Result<Sighting<UpdateRecord>, QueueError> {
         check_content(content)?;
+        let store = self.store();
         match task {
             Some(task) => {
-                let (_, update) = self
-                    .transition(&task.id, status, content, source, None)
+                let outcome = store
+                    .record_event_update(receipt, &task.id, status, content, source, self.now())
                     .await?;
+                let Sighting::First(outcome) = outcome else {
+                    return Ok(Sighting::Repeat);
+                };
+                let (_, update) = self.settle(&task.id, status, outcome)?;
                 if let Some(status) = status {
                     tracing::info!(message_id = %task.id, status = %status, source, "status changed from a transport");
                 }
-                Ok(update)
+                Ok(Sighting::First(update))
             }
             None => {
-                let update = self
-                    .store()
-                    .insert_unattached_update(target, content, source, self.now())
+                let sighting = store
+                    .record_event_unattached(receipt, content, source, self.now())
                     .await?;
                 self.updates_recorded();
-                Ok(update)
+                Ok(sighting)
             }
         }
     }
@@ -102,20 +109,18 @@ impl Queue {
         Ok(self.store().transport_state(key).await?)
     }
 
-    /// Stores a transport's value.
-    pub async fn set_transport_state(&self, key: &str, value: &str) -> Result<(), QueueError> {
+    /// Whether an incoming event was handled before.
+    pub async fn event_seen(&self, receipt: &Receipt) -> Result<bool, QueueError> {
         Ok(self
             .store()
-            .set_transport_state(key, value, self.now())
+            .event_seen(&receipt.target, &receipt.event_id)
             .await?)
     }
 
-    /// Records an incoming event id; false when it was handled before.
-    pub async fn first_sighting(&self, target: &str, event_id: &str) -> Result<bool, QueueError> {
-        Ok(self
-            .store()
-            .first_sighting(target, event_id, self.now())
-            .await?)
+    /// Records an incoming event that carried nothing to keep (ignored, answered, or handled
+    /// before), with its state.
+    pub async fn acknowledge(&self, receipt: &Receipt) -> Result<(), QueueError> {
+        Ok(self.store().acknowledge_event(receipt, self.now()).await?)
     }
 
     /// Waits until a task may have been queued (or `timeout` passes), for delivery workers.

@@ -33,6 +33,7 @@ pub use keys::SigningKeyRecord;
 pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
 pub use revocations::{RevocationsSince, Revoked};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
+pub use transport::{Receipt, Sighting};
 pub use updates::{UpdateFilter, UpdateRecord};
 pub use upstreams::PinnedToolRecord;
 

@@ -175,69 +175,21 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<TransitionOutcome, StoreError> {
         let mut transaction = self.begin_write().await?;
-        let Some(row) = sqlx::query("SELECT * FROM messages WHERE id = ?")
-            .bind(message_id)
-            .fetch_optional(&mut *transaction)
-            .await?
-        else {
-            return Ok(TransitionOutcome::NotFound);
-        };
-        let current = message_from_row(&row)?;
-        // Checked here, in the write transaction, not by the caller beforehand: two agents
-        // reporting at once (or one claiming while another reports) would both pass an
-        // earlier look and the later write would take the task from the first.
-        if let (Some(agent), Some(owner)) = (claimed_by, current.claimed_by.as_deref())
-            && agent != owner
-        {
-            return Ok(TransitionOutcome::ClaimedByAnother(owner.to_owned()));
-        }
-        let changes_status = next.is_some_and(|next| next != current.status);
-        if let Some(next) = next.filter(|_| changes_status)
-            && !current.status.can_move_to(next)
-        {
-            return Ok(TransitionOutcome::Refused(current.status));
-        }
-        if !changes_status && current.status.is_terminal() {
-            return Ok(TransitionOutcome::Refused(current.status));
-        }
-        if let Some(next) = next.filter(|_| changes_status) {
-            // Each status stamps its own time; skipping ahead also stamps the skipped
-            // `acknowledged_at`, so every time before the current status is set.
-            sqlx::query(
-                "UPDATE messages SET
-                   status = ?1,
-                   acknowledged_at = CASE WHEN ?1 IN ('acknowledged', 'in_progress', 'complete', 'error')
-                                          THEN COALESCE(acknowledged_at, ?2) ELSE acknowledged_at END,
-                   started_at = CASE WHEN ?1 = 'in_progress' THEN ?2 ELSE started_at END,
-                   finished_at = CASE WHEN ?1 IN ('complete', 'error', 'cancelled') THEN ?2 ELSE finished_at END,
-                   claimed_by = COALESCE(?3, claimed_by)
-                 WHERE id = ?4",
-            )
-            .bind(next.as_str())
-            .bind(now)
-            .bind(claimed_by)
-            .bind(message_id)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        let recorded_status = next.filter(|_| changes_status);
-        let update = insert_update(
+        let outcome = apply_update(
             &mut transaction,
-            Some(message_id),
-            &current.target,
+            message_id,
+            next,
             content,
-            recorded_status,
             source,
+            claimed_by,
             now,
         )
         .await?;
-        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
-            .bind(message_id)
-            .fetch_one(&mut *transaction)
-            .await?;
-        let message = message_from_row(&row)?;
-        transaction.commit().await?;
-        Ok(TransitionOutcome::Applied(Box::new((message, update))))
+        // Anything refused wrote nothing; dropping the transaction rolls it back.
+        if matches!(outcome, TransitionOutcome::Applied(_)) {
+            transaction.commit().await?;
+        }
+        Ok(outcome)
     }
 
     /// Atomically claims the oldest pending message of `targets` (urgent ones first) for an
@@ -349,6 +301,82 @@ impl Store {
         .await?;
         rows.iter().map(message_from_row).collect()
     }
+}
+
+/// A status change and its update (see `Store::record_update`), inside the caller's write
+/// transaction; nothing is committed, and a refusal writes nothing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_update(
+    connection: &mut sqlx::SqliteConnection,
+    message_id: &str,
+    next: Option<MessageStatus>,
+    content: &str,
+    source: &str,
+    claimed_by: Option<&str>,
+    now: UnixSeconds,
+) -> Result<TransitionOutcome, StoreError> {
+    let Some(row) = sqlx::query("SELECT * FROM messages WHERE id = ?")
+        .bind(message_id)
+        .fetch_optional(&mut *connection)
+        .await?
+    else {
+        return Ok(TransitionOutcome::NotFound);
+    };
+    let current = message_from_row(&row)?;
+    // Checked here, in the write transaction, not by the caller beforehand: two agents
+    // reporting at once (or one claiming while another reports) would both pass an
+    // earlier look and the later write would take the task from the first.
+    if let (Some(agent), Some(owner)) = (claimed_by, current.claimed_by.as_deref())
+        && agent != owner
+    {
+        return Ok(TransitionOutcome::ClaimedByAnother(owner.to_owned()));
+    }
+    let changes_status = next.is_some_and(|next| next != current.status);
+    if let Some(next) = next.filter(|_| changes_status)
+        && !current.status.can_move_to(next)
+    {
+        return Ok(TransitionOutcome::Refused(current.status));
+    }
+    if !changes_status && current.status.is_terminal() {
+        return Ok(TransitionOutcome::Refused(current.status));
+    }
+    if let Some(next) = next.filter(|_| changes_status) {
+        // Each status stamps its own time; skipping ahead also stamps the skipped
+        // `acknowledged_at`, so every time before the current status is set.
+        sqlx::query(
+            "UPDATE messages SET
+               status = ?1,
+               acknowledged_at = CASE WHEN ?1 IN ('acknowledged', 'in_progress', 'complete', 'error')
+                                      THEN COALESCE(acknowledged_at, ?2) ELSE acknowledged_at END,
+               started_at = CASE WHEN ?1 = 'in_progress' THEN ?2 ELSE started_at END,
+               finished_at = CASE WHEN ?1 IN ('complete', 'error', 'cancelled') THEN ?2 ELSE finished_at END,
+               claimed_by = COALESCE(?3, claimed_by)
+             WHERE id = ?4",
+        )
+        .bind(next.as_str())
+        .bind(now)
+        .bind(claimed_by)
+        .bind(message_id)
+        .execute(&mut *connection)
+        .await?;
+    }
+    let recorded_status = next.filter(|_| changes_status);
+    let update = insert_update(
+        &mut *connection,
+        Some(message_id),
+        &current.target,
+        content,
+        recorded_status,
+        source,
+        now,
+    )
+    .await?;
+    let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+        .bind(message_id)
+        .fetch_one(&mut *connection)
+        .await?;
+    let message = message_from_row(&row)?;
+    Ok(TransitionOutcome::Applied(Box::new((message, update))))
 }
 
 pub(crate) fn parse_status(text: &str) -> Result<MessageStatus, StoreError> {

@@ -1,13 +1,36 @@
 //! What transports persist: which messages still need delivering, the external messages a
 //! delivery created (so replies can find their task), small state such as poll offsets, and
-//! the ids of incoming events already handled.
+//! the ids of incoming events already handled. An incoming event is marked handled in the
+//! same transaction as what it carried and the state that moves past it (a `Receipt`), so a
+//! failure keeps none of them and the event is handled when it comes again.
 
 use sqlx::Row;
 
 use crate::clock::UnixSeconds;
-use crate::store::queue::message_from_row;
+use crate::queue::message::MessageStatus;
+use crate::store::queue::{apply_update, message_from_row};
 use crate::store::updates::insert_update;
-use crate::store::{MessageRecord, Store, StoreError, UpdateRecord};
+use crate::store::{MessageRecord, Store, StoreError, TransitionOutcome, UpdateRecord};
+
+/// An incoming event being handled (a Telegram update): written with whatever it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The target it came for.
+    pub target: String,
+    /// Its id, unique per target.
+    pub event_id: String,
+    /// A transport state (key, value) to store with it, such as the poll offset past it.
+    pub state_after: Option<(String, String)>,
+}
+
+/// What recording an incoming event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sighting<T> {
+    /// The first time: written, with this result.
+    First(T),
+    /// Handled before: only the receipt's state was written.
+    Repeat,
+}
 
 impl Store {
     /// The next pending message of `target` no transport has delivered yet: urgent first,
@@ -73,21 +96,6 @@ impl Store {
         row.map(|row| message_from_row(&row)).transpose()
     }
 
-    /// Records an update with no task (a message the agent sent on its own).
-    pub async fn insert_unattached_update(
-        &self,
-        target: &str,
-        content: &str,
-        source: &str,
-        now: UnixSeconds,
-    ) -> Result<UpdateRecord, StoreError> {
-        let mut transaction = self.begin_write().await?;
-        let update =
-            insert_update(&mut transaction, None, target, content, None, source, now).await?;
-        transaction.commit().await?;
-        Ok(update)
-    }
-
     /// A transport's stored value.
     pub async fn transport_state(&self, key: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM transport_state WHERE key = ?")
@@ -97,13 +105,108 @@ impl Store {
         Ok(row.map(|row| row.try_get("value")).transpose()?)
     }
 
-    /// Stores a transport's value.
-    pub async fn set_transport_state(
+    /// Whether an incoming event was handled before.
+    pub async fn event_seen(&self, target: &str, event_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM transport_seen WHERE target = ? AND event_id = ?")
+            .bind(target)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records an event that carried nothing to keep (or was handled before), with its state.
+    pub async fn acknowledge_event(
         &self,
-        key: &str,
-        value: &str,
+        receipt: &Receipt,
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
+        let mut transaction = self.begin_write().await?;
+        mark_seen(&mut transaction, receipt, now).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Records an event that moves a message (see `record_update`), in one transaction with
+    /// the update and its status change. A refusal writes nothing, the event included.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_event_update(
+        &self,
+        receipt: &Receipt,
+        message_id: &str,
+        next: Option<MessageStatus>,
+        content: &str,
+        source: &str,
+        now: UnixSeconds,
+    ) -> Result<Sighting<TransitionOutcome>, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        if !mark_seen(&mut transaction, receipt, now).await? {
+            // Handled before: only the state moves on.
+            transaction.commit().await?;
+            return Ok(Sighting::Repeat);
+        }
+        let outcome = apply_update(
+            &mut transaction,
+            message_id,
+            next,
+            content,
+            source,
+            None,
+            now,
+        )
+        .await?;
+        if matches!(outcome, TransitionOutcome::Applied(_)) {
+            transaction.commit().await?;
+        }
+        Ok(Sighting::First(outcome))
+    }
+
+    /// Records an event that says something about no message, in one transaction with the
+    /// update it becomes.
+    pub async fn record_event_unattached(
+        &self,
+        receipt: &Receipt,
+        content: &str,
+        source: &str,
+        now: UnixSeconds,
+    ) -> Result<Sighting<UpdateRecord>, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        if !mark_seen(&mut transaction, receipt, now).await? {
+            // Handled before: only the state moves on.
+            transaction.commit().await?;
+            return Ok(Sighting::Repeat);
+        }
+        let update = insert_update(
+            &mut transaction,
+            None,
+            &receipt.target,
+            content,
+            None,
+            source,
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(Sighting::First(update))
+    }
+}
+
+/// Marks the receipt's event handled and stores its state; false (with the state stored all
+/// the same) when the event was handled before.
+async fn mark_seen(
+    connection: &mut sqlx::SqliteConnection,
+    receipt: &Receipt,
+    now: UnixSeconds,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO transport_seen (target, event_id, seen_at) VALUES (?, ?, ?)",
+    )
+    .bind(&receipt.target)
+    .bind(&receipt.event_id)
+    .bind(now)
+    .execute(&mut *connection)
+    .await?;
+    if let Some((key, value)) = &receipt.state_after {
         sqlx::query(
             "INSERT INTO transport_state (key, value, updated_at) VALUES (?, ?, ?)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -111,26 +214,8 @@ impl Store {
         .bind(key)
         .bind(value)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *connection)
         .await?;
-        Ok(())
     }
-
-    /// Records an incoming event; false when it was seen before.
-    pub async fn first_sighting(
-        &self,
-        target: &str,
-        event_id: &str,
-        now: UnixSeconds,
-    ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "INSERT OR IGNORE INTO transport_seen (target, event_id, seen_at) VALUES (?, ?, ?)",
-        )
-        .bind(target)
-        .bind(event_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
-    }
+    Ok(inserted.rows_affected() == 1)
 }

@@ -2,7 +2,8 @@
 //! format (`/bot<token>/<method>`, `{"ok": ...}` envelopes, `getUpdates` offset confirmation
 //! and long polling, 409 conflicts) and enforcing what the real one does (the 4096-unit text
 //! limit, unknown chats, a wrong token). Faults are scripted per method: 429 with
-//! `retry_after`, a 502 HTML page, any error status, a dropped connection.
+//! `retry_after`, a 502 HTML page, any error status, a dropped connection (before or after the
+//! call took effect).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,8 +21,8 @@ use tokio::sync::Notify;
 
 /// The token the fake accepts.
 pub const BOT_TOKEN: &str = "123456789:TEST-token_abcdef";
-/// The bot's own user id.
-pub const BOT_ID: i64 = 999;
+/// The bot's own user id: as on Telegram, the number before the colon of its token.
+pub const BOT_ID: i64 = 123_456_789;
 /// The chat tasks go to.
 pub const TASK_CHAT: i64 = -100_555;
 /// The agent (a person in the chat).
@@ -40,6 +41,9 @@ pub enum Fault {
     Error(u16, &'static str),
     /// The connection drops in the middle of the response.
     Drop,
+    /// The call takes effect (a message is posted), then the connection drops before the
+    /// answer: the bot never learns the message's id.
+    DropAfterSending,
     /// No fault for this call (to script a fault on a later one).
     Pass,
     /// Answer normally, but only after this long.
@@ -157,7 +161,18 @@ impl FakeTelegram {
             "text": text,
         });
         if let Some(reply_to) = reply_to {
-            message["reply_to_message"] = json!({"message_id": reply_to, "chat": {"id": chat, "type": "supergroup"}, "date": 1_800_000_000});
+            let mut replied = json!({"message_id": reply_to, "chat": {"id": chat, "type": "supergroup"}, "date": 1_800_000_000});
+            // Telegram quotes the whole replied-to message: a bot post comes with its sender
+            // and text.
+            if let Some(posted) = self
+                .sent()
+                .into_iter()
+                .find(|sent| sent.chat_id == chat && sent.message_id == reply_to)
+            {
+                replied["from"] = bot_user();
+                replied["text"] = json!(posted.text);
+            }
+            message["reply_to_message"] = replied;
         }
         self.push_update("message", message)
     }
@@ -239,6 +254,7 @@ async fn respond(fake: &FakeTelegram, bot: &str, method: &str, body: &[u8]) -> R
         .faults
         .get_mut(method)
         .and_then(VecDeque::pop_front);
+    let drop_after_sending = matches!(fault, Some(Fault::DropAfterSending));
     match fault {
         Some(Fault::RetryAfter(seconds)) => {
             return error(
@@ -256,20 +272,33 @@ async fn respond(fake: &FakeTelegram, bot: &str, method: &str, body: &[u8]) -> R
                 .into_response();
         }
         Some(Fault::Error(code, description)) => return error(code, description, None),
-        Some(Fault::Drop) => {
-            let broken = futures_util::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::other("dropped"))
-            });
-            return Response::new(Body::from_stream(broken));
-        }
+        Some(Fault::Drop) => return dropped(),
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::Pass) | None => {}
+        Some(Fault::Pass | Fault::DropAfterSending) | None => {}
     }
+    let response = perform(fake, method, body).await;
+    if drop_after_sending {
+        return dropped();
+    }
+    response
+}
+
+/// A response whose body breaks off: the client sees a dropped connection.
+fn dropped() -> Response {
+    let broken = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("dropped"))
+    });
+    Response::new(Body::from_stream(broken))
+}
+
+fn bot_user() -> Value {
+    json!({"id": BOT_ID, "is_bot": true, "first_name": "Nexus", "username": "nexus_test_bot"})
+}
+
+async fn perform(fake: &FakeTelegram, method: &str, body: &[u8]) -> Response {
     let params: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match method {
-        "getMe" => ok(
-            json!({"id": BOT_ID, "is_bot": true, "first_name": "Nexus", "username": "nexus_test_bot"}),
-        ),
+        "getMe" => ok(bot_user()),
         "getChat" => match params["chat_id"].as_i64() {
             Some(TASK_CHAT) => {
                 ok(json!({"id": TASK_CHAT, "type": "supergroup", "title": "Homelab"}))
@@ -338,10 +367,8 @@ fn send_message(fake: &FakeTelegram, params: &Value) -> Response {
         text: text.clone(),
         request: params.clone(),
     });
-    ok(
-        json!({"message_id": message_id, "from": {"id": BOT_ID, "is_bot": true, "first_name": "Nexus"},
-        "chat": {"id": chat_id, "type": if chat_id < 0 { "supergroup" } else { "private" }}, "date": 1_800_000_000, "text": text}),
-    )
+    ok(json!({"message_id": message_id, "from": bot_user(),
+        "chat": {"id": chat_id, "type": if chat_id < 0 { "supergroup" } else { "private" }}, "date": 1_800_000_000, "text": text}))
 }
 
 async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {

@@ -149,6 +149,28 @@ pub fn find_tag(text: &str) -> Option<String> {
     })
 }
 
+/// The tag in the heading of a task's post (`task_text`, or the first of its parts):
+/// `[(1/n) ][URGENT · ]Task #tag from …`, without the `#`. Other texts, later parts included,
+/// have none.
+pub fn posted_task_tag(text: &str) -> Option<String> {
+    let text = match text.strip_prefix("(1/") {
+        Some(numbered) => {
+            let (total, rest) = numbered.split_once(") ")?;
+            total
+                .bytes()
+                .all(|byte| byte.is_ascii_digit())
+                .then_some(rest)?
+        }
+        None => text,
+    };
+    let text = text.strip_prefix("URGENT · ").unwrap_or(text);
+    let mut words = text.strip_prefix("Task ")?.splitn(3, ' ');
+    let (tagged, from) = (words.next()?, words.next()?);
+    (tagged.len() == TAG_LEN + 1 && from == "from")
+        .then(|| find_tag(tagged))
+        .flatten()
+}
+
 /// The status buttons under a task: Ack, Working, Done, Failed.
 pub fn status_buttons(task_id: &str) -> Vec<Vec<InlineButton>> {
     let button = |label: &str, status: MessageStatus| InlineButton {
@@ -299,6 +321,38 @@ mod tests {
         assert_eq!(find_tag("#8c1e2f3ab is longer"), None);
         assert_eq!(find_tag("#nothex12 and #1234"), None);
         assert_eq!(find_tag("no tag"), None);
+    }
+
+    #[test]
+    fn a_posts_tag_is_read_from_its_heading_only() {
+        let task = MessageRecord {
+            id: "8c1e2f3a-0000-4000-8000-000000000000".into(),
+            target: "homelab".into(),
+            content: "see #0badc0de first\n".repeat(400),
+            urgent: true,
+            status: MessageStatus::Pending,
+            sender: "c_1".into(),
+            created_at: 0,
+            acknowledged_at: None,
+            started_at: None,
+            finished_at: None,
+            claimed_by: None,
+        };
+        let parts = split_message(&task_text(&task));
+        assert!(parts.len() > 1);
+        assert_eq!(posted_task_tag(&parts[0]), Some("8c1e2f3a".into()));
+        // Later parts carry the task's own text, which may name any tag.
+        assert_eq!(posted_task_tag(&parts[1]), None);
+        let single = task_text(&MessageRecord {
+            content: "short".into(),
+            urgent: false,
+            ..task
+        });
+        assert_eq!(posted_task_tag(&single), Some("8c1e2f3a".into()));
+        // The bot's other messages about a task are not its post.
+        assert_eq!(posted_task_tag("Task #8c1e2f3a is complete: done"), None);
+        assert_eq!(posted_task_tag("(2/3) Task #8c1e2f3a from c_1"), None);
+        assert_eq!(posted_task_tag("Task #8c1e2f3ab from c_1"), None);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct TelegramTarget {
     pub config: TelegramConfig,
     /// The bot.
     pub api: BotApi,
+    /// The bot's own user id (the number before its token's colon), to recognise its posts.
+    pub bot_id: i64,
     /// The queue it delivers from and reports to.
     pub queue: Queue,
     /// The authorization server, for owner approval.
@@ -96,12 +98,17 @@ pub fn build_targets(
             target: target.name.clone(),
             why: error.to_string(),
         })?;
+        let bot_id = bot_id(&token).ok_or_else(|| SetupError::Token {
+            target: target.name.clone(),
+            why: "the number before its colon is too large for a bot id".into(),
+        })?;
         let webhook_secret = (telegram.mode == TelegramMode::Webhook).then(secrets::random_token);
         built.push((
             TelegramTarget {
                 name: target.name.clone(),
                 config: telegram.clone(),
                 api,
+                bot_id,
                 queue: queue.clone(),
                 auth: auth.clone(),
                 webhook_secret: webhook_secret.map(crate::secrets::Secret::new),
@@ -120,6 +127,11 @@ pub fn bot_api(target: &str, telegram: &TelegramConfig) -> Result<BotApi, SetupE
         target: target.to_owned(),
         why: error.to_string(),
     })
+}
+
+/// A bot's user id: Telegram issues tokens as `<bot id>:<secret>`.
+fn bot_id(token: &str) -> Option<i64> {
+    token.split_once(':')?.0.parse().ok()
 }
 
 fn read_token(target: &str, telegram: &TelegramConfig) -> Result<String, SetupError> {

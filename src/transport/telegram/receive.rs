@@ -3,7 +3,9 @@
 //! `reply_to_message`, then by the task's tag in the text, then as the single open task;
 //! otherwise it is kept as an update with no task, as the seed bridge did. `/ack`, `/working`,
 //! `/done`, `/failed` and the buttons move the task's status. Each update is handled once,
-//! whatever redelivers it.
+//! whatever redelivers it: its id is marked handled (and, when polling, the offset moved past
+//! it) in the transaction that records what it carried, so a failed write keeps none of them
+//! and the update is handled when it comes again.
 
 use std::time::Duration;
 
@@ -12,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use crate::oauth::remote_approval::parse_pairing_code;
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
-use crate::store::MessageRecord;
+use crate::store::{MessageRecord, Receipt, Sighting};
 use crate::transport::telegram::api::TelegramError;
 use crate::transport::telegram::delivery::{backoff, external_ref};
 use crate::transport::telegram::format::{
-    ButtonAction, default_status_text, find_tag, parse_callback, parse_command, task_tag,
+    ButtonAction, default_status_text, find_tag, parse_callback, parse_command, posted_task_tag,
+    task_tag,
 };
 use crate::transport::telegram::objects::{CallbackQuery, Message, Update, User};
 use crate::transport::telegram::{TelegramTarget, approval};
@@ -41,33 +44,60 @@ pub enum Handled {
     Approval,
 }
 
-/// Handles one update.
+/// Handles one update that came by webhook.
 pub async fn handle_update(target: &TelegramTarget, update: Update) -> Result<Handled, QueueError> {
-    if !target
-        .queue
-        .first_sighting(&target.name, &format!("update:{}", update.update_id))
-        .await?
-    {
+    let receipt = receipt(target, update.update_id, None);
+    handle(target, update, &receipt).await
+}
+
+/// Handles one update; `receipt` is written with what it carried, or on its own when it
+/// carried nothing to keep.
+async fn handle(
+    target: &TelegramTarget,
+    update: Update,
+    receipt: &Receipt,
+) -> Result<Handled, QueueError> {
+    if target.queue.event_seen(receipt).await? {
+        target.queue.acknowledge(receipt).await?;
         return Ok(Handled::Duplicate);
     }
     let handled = if let Some(callback) = update.callback_query {
-        handle_callback(target, callback).await?
+        handle_callback(target, callback, receipt).await?
     } else if let Some(message) = update.message {
-        handle_message(target, message).await?
+        handle_message(target, message, receipt).await?
     } else if update.edited_message.is_some() {
         // An edit must not count as a second answer.
         Handled::Ignored("edited message")
     } else {
         Handled::Ignored("update kind")
     };
-    if let Handled::Ignored(why) = handled {
-        // Counted, never with content or chat ids.
-        tracing::debug!(target = %target.name, update_id = update.update_id, why, "telegram update ignored");
+    match handled {
+        // Written with the reply, or by the copy that was handled first.
+        Handled::Recorded { .. } | Handled::Duplicate => {}
+        Handled::Ignored(why) => {
+            // Counted, never with content or chat ids.
+            tracing::debug!(target = %target.name, update_id = update.update_id, why, "telegram update ignored");
+            target.queue.acknowledge(receipt).await?;
+        }
+        Handled::Answered | Handled::Approval => target.queue.acknowledge(receipt).await?,
     }
     Ok(handled)
 }
 
-async fn handle_message(target: &TelegramTarget, message: Message) -> Result<Handled, QueueError> {
+/// An update's receipt: its id, and when polled the offset that confirms it.
+fn receipt(target: &TelegramTarget, update_id: i64, offset_key: Option<&str>) -> Receipt {
+    Receipt {
+        target: target.name.clone(),
+        event_id: format!("update:{update_id}"),
+        state_after: offset_key.map(|key| (key.to_owned(), (update_id + 1).to_string())),
+    }
+}
+
+async fn handle_message(
+    target: &TelegramTarget,
+    message: Message,
+    receipt: &Receipt,
+) -> Result<Handled, QueueError> {
     if let Some(handled) = handle_pairing_code(target, &message).await {
         return Ok(handled);
     }
@@ -101,13 +131,14 @@ async fn handle_message(target: &TelegramTarget, message: Message) -> Result<Han
     let source = source_of(sender);
     match target
         .queue
-        .record_reply(&target.name, task.as_ref(), &content, status, &source)
+        .record_reply(receipt, task.as_ref(), &content, status, &source)
         .await
     {
-        Ok(_) => Ok(Handled::Recorded {
+        Ok(Sighting::First(_)) => Ok(Handled::Recorded {
             task: task.map(|task| task.id),
             status,
         }),
+        Ok(Sighting::Repeat) => Ok(Handled::Duplicate),
         Err(QueueError::InvalidTransition { from, reason, .. }) => {
             let tag = task
                 .as_ref()
@@ -145,6 +176,7 @@ async fn handle_pairing_code(target: &TelegramTarget, message: &Message) -> Opti
 async fn handle_callback(
     target: &TelegramTarget,
     callback: CallbackQuery,
+    receipt: &Receipt,
 ) -> Result<Handled, QueueError> {
     let in_chat = callback
         .message
@@ -179,7 +211,7 @@ async fn handle_callback(
     let result = target
         .queue
         .record_reply(
-            &target.name,
+            receipt,
             Some(&task),
             default_status_text(status),
             Some(status),
@@ -187,7 +219,8 @@ async fn handle_callback(
         )
         .await;
     match result {
-        Ok(_) => {
+        Ok(Sighting::Repeat) => Ok(Handled::Duplicate),
+        Ok(Sighting::First(_)) => {
             acknowledge(
                 target,
                 &callback.id,
@@ -218,12 +251,17 @@ async fn correlate(
         if let Some(task) = target.queue.find_by_ref(&target.name, &reference).await? {
             return Ok(Some(task));
         }
+        // A copy of a task's post whose answer from Telegram was lost (so the task was posted
+        // again) has no ref, but its heading names the task. A reply to our post about a task
+        // that is no longer open is not guessed onto another one.
+        if let Some(tag) = own_post_tag(target, replied) {
+            let open = target.queue.open_tasks(&target.name).await?;
+            return Ok(open_task_tagged(open, &tag));
+        }
     }
     let open = target.queue.open_tasks(&target.name).await?;
     if let Some(tag) = find_tag(text) {
-        return Ok(open
-            .into_iter()
-            .find(|task| task.id.replace('-', "").starts_with(&tag)));
+        return Ok(open_task_tagged(open, &tag));
     }
     // Only when exactly one task is open can a plain message be about it; with two, guessing
     // would put the answer on the wrong task.
@@ -231,6 +269,25 @@ async fn correlate(
         Ok([only]) => Some(only),
         Err(_) => None,
     })
+}
+
+/// The tag of a task post this bot made in the target's chat. Anything else names no task,
+/// whatever its text: another bot, or a person, can post the same words.
+fn own_post_tag(target: &TelegramTarget, message: &Message) -> Option<String> {
+    let ours = message
+        .from
+        .as_ref()
+        .is_some_and(|author| author.is_bot && author.id == target.bot_id);
+    if !ours || message.chat.id != target.chat_id() {
+        return None;
+    }
+    posted_task_tag(message.text.as_deref()?)
+}
+
+/// The open task (of the target's) whose id starts with `tag`.
+fn open_task_tagged(open: Vec<MessageRecord>, tag: &str) -> Option<MessageRecord> {
+    open.into_iter()
+        .find(|task| task.id.replace('-', "").starts_with(tag))
 }
 
 fn refuse_sender(target: &TelegramTarget, sender: &User) -> Option<&'static str> {
@@ -264,8 +321,8 @@ async fn acknowledge(target: &TelegramTarget, callback_id: &str, text: &str) {
     }
 }
 
-/// Fetches one batch of updates and handles it; the offset is stored after each update, so a
-/// restart neither replays nor skips.
+/// Fetches one batch of updates and handles it; the offset past each update is stored with
+/// it, so a restart neither replays nor skips.
 pub async fn poll_once(target: &TelegramTarget) -> Result<usize, PollError> {
     let key = offset_key(&target.name);
     let offset = target
@@ -280,15 +337,9 @@ pub async fn poll_once(target: &TelegramTarget) -> Result<usize, PollError> {
         .await?;
     let count = updates.len();
     for update in updates {
-        let next_offset = update.update_id + 1;
-        if let Err(error) = handle_update(target, update).await {
-            // The store failed: keep the offset, so the update comes back.
-            return Err(error.into());
-        }
-        target
-            .queue
-            .set_transport_state(&key, &next_offset.to_string())
-            .await?;
+        let receipt = receipt(target, update.update_id, Some(&key));
+        // A failed write kept nothing of the update, the offset included: it comes again.
+        handle(target, update, &receipt).await?;
     }
     Ok(count)
 }

@@ -1,13 +1,16 @@
 //! The Telegram transport against the fake Bot API, one file per concern: `delivery` (text,
 //! parts, buttons, faults), `replies` (correlation, commands, buttons, strangers, restarts,
-//! conflicts), `webhook`, and `approval` (owner approval in Telegram, `telegram check`). Here:
-//! the gateways and steps they share.
+//! conflicts), `webhook`, `durability` (a reply the store failed to record comes back), and
+//! `approval` (owner approval in Telegram, `telegram check`). Here: the gateways and steps
+//! they share.
 
 mod approval;
 mod delivery;
+mod durability;
 mod replies;
 mod webhook;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +27,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::fake_telegram::{
-    AGENT_USER, BOT_TOKEN, FakeTelegram, Fault, OWNER_USER, TASK_CHAT, bot_target,
+    AGENT_USER, BOT_ID, BOT_TOKEN, FakeTelegram, Fault, OWNER_USER, TASK_CHAT, bot_target,
 };
 use crate::support::{
-    Lifecycle, McpClient, McpUser, Pkce, TestApp, call_tool_ok, hidden_field, redirect_params,
-    spawn_app_with, spawn_in,
+    Lifecycle, McpClient, McpUser, Pkce, TestApp, call_tool_ok, database_file, hidden_field,
+    redirect_params, spawn_app_with, spawn_in,
 };
 
 /// A served gateway whose only target is the fake bot, with its workers running.
@@ -93,4 +96,39 @@ async fn task_updates(client: &McpClient, task_id: &str) -> Vec<(Value, Value)> 
 
 fn tag(task_id: &str) -> String {
     format!("#{}", &task_id[..8])
+}
+
+/// Makes the gateway's database refuse to record anything said in Telegram (a trigger on the
+/// real file, as a full disk would), until `allow_replies`.
+async fn refuse_replies(data_dir: &Path) {
+    on_database(
+        data_dir,
+        "CREATE TRIGGER refuse_telegram_replies BEFORE INSERT ON updates
+         WHEN NEW.source LIKE 'telegram:%'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .await;
+}
+
+/// Ends `refuse_replies`.
+async fn allow_replies(data_dir: &Path) {
+    on_database(data_dir, "DROP TRIGGER refuse_telegram_replies").await;
+}
+
+async fn on_database(data_dir: &Path, statement: &'static str) {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(database_file(data_dir));
+    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("database");
+    sqlx::query(statement)
+        .execute(&mut connection)
+        .await
+        .expect("statement");
+    connection.close().await.expect("closed");
+}
+
+/// Polls until Telegram has nothing more to hand out.
+async fn poll_until_idle(target: &nexus_gateway::transport::telegram::TelegramTarget) {
+    while poll_once(target).await.expect("poll") > 0 {}
 }

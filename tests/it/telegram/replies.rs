@@ -258,3 +258,82 @@ async fn conflicts_are_reported_and_polling_resumes_after_them() {
     // The update was confirmed by the next poll's offset and is not handled again.
     assert_eq!(poll_once(target).await.expect("poll"), 0);
 }
+
+#[tokio::test]
+async fn a_reply_to_a_copy_whose_id_was_lost_counts_for_its_task_and_lookalikes_do_not() {
+    let fake = FakeTelegram::start().await;
+    let (app, _dir) = built_with_bot(&fake).await;
+    let target = &app.state().telegram[0];
+    let first = queue_task(&app, "check the disks", false).await;
+    let second = queue_task(&app, "renew the certificate", false).await;
+    // The first post reaches the chat but its answer is lost, so the task is posted again.
+    fake.fail_next("sendMessage", &[Fault::DropAfterSending]);
+    let mut progress = DeliveryProgress::default();
+    let outcome = deliver_one(target, &mut progress).await.expect("step");
+    assert!(matches!(outcome, Delivery::Transient(_)), "{outcome:?}");
+    for task in [&first, &second] {
+        assert!(matches!(
+            deliver_one(target, &mut progress).await.expect("step"),
+            Delivery::Sent { message_id, .. } if message_id == *task
+        ));
+    }
+    let lost_copy = fake.sent()[0].clone();
+    assert!(lost_copy.text.contains(&tag(&first)), "{}", lost_copy.text);
+
+    // The same text is no proof: posted by another bot, pasted by a person, or our bot's
+    // post naming a task this target does not have.
+    let other_task = lost_copy.text.replace(&tag(&first)[1..], "0badc0de");
+    for (author, text) in [
+        (
+            json!({"id": 31337, "is_bot": true, "first_name": "OtherBot"}),
+            lost_copy.text.as_str(),
+        ),
+        (
+            json!({"id": AGENT_USER, "is_bot": false, "first_name": "Agent"}),
+            lost_copy.text.as_str(),
+        ),
+        (
+            json!({"id": BOT_ID, "is_bot": true, "first_name": "Nexus"}),
+            other_task.as_str(),
+        ),
+    ] {
+        let replied = json!({"message_id": 500, "from": author, "chat": {"id": TASK_CHAT, "type": "supergroup"}, "date": 1, "text": text});
+        fake.push_update(
+            "message",
+            json!({"message_id": 501, "from": {"id": AGENT_USER, "is_bot": false, "first_name": "Agent"},
+                "chat": {"id": TASK_CHAT, "type": "supergroup"}, "date": 1, "text": "/done", "reply_to_message": replied}),
+        );
+    }
+    fake.user_says(
+        TASK_CHAT,
+        AGENT_USER,
+        "/working from the first copy",
+        Some(lost_copy.message_id),
+    );
+    poll_until_idle(target).await;
+
+    let queue = &app.state().queue;
+    let first_task = queue
+        .message(&first, Default::default())
+        .await
+        .expect("task");
+    assert_eq!(first_task.message.status, MessageStatus::InProgress);
+    assert_eq!(
+        first_task
+            .updates
+            .last()
+            .map(|update| update.content.as_str()),
+        Some("from the first copy")
+    );
+    let second_task = queue
+        .message(&second, Default::default())
+        .await
+        .expect("task");
+    assert_eq!(second_task.message.status, MessageStatus::Pending);
+    let asked = fake
+        .sent()
+        .iter()
+        .filter(|sent| sent.text.starts_with("Which task?"))
+        .count();
+    assert_eq!(asked, 3, "each lookalike is asked which task it means");
+}
