@@ -15,6 +15,11 @@ use nexus_gateway::config::Config;
 use nexus_gateway::upstream::stdio::{SHIM_SUBCOMMAND, run_shim};
 use tokio_util::sync::CancellationToken;
 
+// glibc's allocator spent about a quarter of each /mcp call in malloc and free under load, and
+// kept what it grew; mimalloc measured faster and flatter (BENCHMARKS.md, issue 12).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // The shim that runs a stdio upstream (see `upstream::stdio`): no configuration, no logging.

@@ -9,7 +9,7 @@
 //!
 //! The gateway is the release binary in its own process, on a fresh data dir, with tokens from
 //! the real OAuth flow. `cargo bench --bench hot_path -- [--seconds S] [--rounds R]
-//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick]`. It prints a table and writes
+//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] [--sends-only]`. It prints a table and writes
 //! a JSON file a later run can be compared with (`--compare`).
 
 // A benchmark fails loudly on purpose: a panic with a message is the report.
@@ -43,6 +43,8 @@ struct Options {
     quick: bool,
     /// The gateway binary (another build, to compare two in one run).
     binary: std::path::PathBuf,
+    /// Only durable sends, for as long as asked (to profile them with `perf -p`).
+    sends_only: bool,
 }
 
 fn options() -> Options {
@@ -54,6 +56,7 @@ fn options() -> Options {
         compare: None,
         quick: false,
         binary: env!("CARGO_BIN_EXE_nexus-gateway").into(),
+        sends_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,6 +84,7 @@ fn options() -> Options {
             "--json" => options.json = args.next().expect("--json PATH").into(),
             "--compare" => options.compare = Some(args.next().expect("--compare PATH").into()),
             "--gateway" => options.binary = args.next().expect("--gateway BINARY").into(),
+            "--sends-only" => options.sends_only = true,
             "--quick" => {
                 options.quick = true;
                 options.seconds = 2;
@@ -195,6 +199,12 @@ async fn measure(options: Options) {
 
     let Tokens { access, .. } = gateway::oauth_flow(&http, &gateway).await;
     let token: Arc<str> = access.into();
+    if options.sends_only {
+        let (_, sends) = send_messages(&options, &gateway, &token).await;
+        println!("send_message, c16: {sends:?}");
+        gateway.stop();
+        return;
+    }
     let log_before = gateway.log_bytes();
     let (bare, ours, mut calls) = versus_bare(&options, &gateway, &token, None).await;
     report["log_bytes_per_call"] =

@@ -12,10 +12,9 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -102,60 +101,17 @@ async fn check_request(State(gate): State<McpGate>, request: Request, next: Next
         // Only the body limit layer makes reading fail.
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
-    let message = match serde_json::from_slice::<Value>(&bytes) {
+    let message = match read_message(&bytes) {
         Ok(message) => message,
-        Err(_) => {
-            return json_rpc_error(
-                Value::Null,
-                PARSE_ERROR,
-                "Parse error: the body is not JSON",
-            );
-        }
+        Err(refusal) => return json_rpc_error(refusal.id, refusal.code, refusal.message),
     };
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    if message.is_array() {
-        return json_rpc_error(
-            Value::Null,
-            INVALID_REQUEST,
-            "Invalid Request: batches are not supported; send one message per request",
-        );
-    }
-    let is_json_rpc = message["jsonrpc"] == "2.0"
-        && (message["method"].is_string()
-            || message.get("result").is_some()
-            || message.get("error").is_some());
-    if !is_json_rpc {
-        return json_rpc_error(
-            id,
-            INVALID_REQUEST,
-            "Invalid Request: not a JSON-RPC 2.0 message",
-        );
-    }
-    // MCP requests carry a string or number id (a null id is what JSON-RPC keeps for answers
-    // to requests whose id could not be read): such a request is invalid, not mismatched params.
-    if message["method"].is_string() && message.get("id").is_some_and(Value::is_null) {
-        return json_rpc_error(
-            Value::Null,
-            INVALID_REQUEST,
-            "Invalid Request: a request's id must be a string or a number, not null",
-        );
-    }
-    if ClientJsonRpcMessage::deserialize(&message).is_err() {
-        return json_rpc_error(
-            id,
-            INVALID_PARAMS,
-            "Invalid params: the params do not match the method",
-        );
-    }
-    if message["method"] == "tools/call" {
+    if let Some(tool) = called_tool(&message) {
         let granted = parts
             .extensions
             .get::<AccessClaims>()
             .map(|claims| ScopeSet::from_token_claim(&claims.scope))
             .unwrap_or_default();
-        if let Some(scope) = message["params"]["name"]
-            .as_str()
-            .and_then(|tool| required_scope(tool, &gate.upstreams))
+        if let Some(scope) = required_scope(tool, &gate.upstreams)
             && !granted.contains(&scope)
         {
             return gate.guard.insufficient_scope(&[scope]).into_response();
@@ -163,6 +119,79 @@ async fn check_request(State(gate): State<McpGate>, request: Request, next: Next
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Why a body is not a JSON-RPC message we pass on: the error object's parts.
+struct Refusal {
+    id: Value,
+    code: i64,
+    message: &'static str,
+}
+
+/// The message, parsed as rmcp will parse it; or, when it is not one, the JSON-RPC error
+/// that says why. The common case costs one typed parse; only a refusal is looked at closer.
+fn read_message(bytes: &[u8]) -> Result<ClientJsonRpcMessage, Refusal> {
+    let is_batch = bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|first| *first == b'[');
+    if !is_batch && let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
+        return Ok(message);
+    }
+    let message = match serde_json::from_slice::<Value>(bytes) {
+        Ok(message) => message,
+        Err(_) => {
+            return Err(Refusal {
+                id: Value::Null,
+                code: PARSE_ERROR,
+                message: "Parse error: the body is not JSON",
+            });
+        }
+    };
+    if message.is_array() {
+        return Err(Refusal {
+            id: Value::Null,
+            code: INVALID_REQUEST,
+            message: "Invalid Request: batches are not supported; send one message per request",
+        });
+    }
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let is_json_rpc = message["jsonrpc"] == "2.0"
+        && (message["method"].is_string()
+            || message.get("result").is_some()
+            || message.get("error").is_some());
+    if !is_json_rpc {
+        return Err(Refusal {
+            id,
+            code: INVALID_REQUEST,
+            message: "Invalid Request: not a JSON-RPC 2.0 message",
+        });
+    }
+    // MCP requests carry a string or number id (a null id is what JSON-RPC keeps for answers
+    // to requests whose id could not be read): such a request is invalid, not mismatched params.
+    if message["method"].is_string() && message.get("id").is_some_and(Value::is_null) {
+        return Err(Refusal {
+            id: Value::Null,
+            code: INVALID_REQUEST,
+            message: "Invalid Request: a request's id must be a string or a number, not null",
+        });
+    }
+    Err(Refusal {
+        id,
+        code: INVALID_PARAMS,
+        message: "Invalid params: the params do not match the method",
+    })
+}
+
+/// The tool a `tools/call` request names.
+fn called_tool(message: &ClientJsonRpcMessage) -> Option<&str> {
+    match message {
+        ClientJsonRpcMessage::Request(request) => match &request.request {
+            ClientRequest::CallToolRequest(call) => Some(call.params.name.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 const PARSE_ERROR: i64 = -32700;

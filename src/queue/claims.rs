@@ -29,7 +29,7 @@ impl Queue {
                 .await?
             {
                 tracing::info!(message_id = %message.id, agent = %agent.name, "message claimed");
-                self.inner.update_recorded.notify_waiters();
+                self.updates_recorded();
                 return Ok(Some(message));
             }
             tokio::select! {

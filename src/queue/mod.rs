@@ -7,13 +7,16 @@ mod claims;
 pub mod error;
 pub mod message;
 mod pull;
+mod snapshot;
 mod transport;
 pub mod view;
 
+pub use snapshot::QueueSnapshot;
+
 pub use pull::{PullQuery, Pulled, rfc3339};
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -24,8 +27,7 @@ use crate::config::TargetConfig;
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content, content_hash};
 use crate::store::{
-    InsertOutcome, MessageRecord, NewMessage, StatusCounts, Store, TransitionOutcome, UpdateFilter,
-    UpdateRecord,
+    InsertOutcome, MessageRecord, NewMessage, Store, TransitionOutcome, UpdateFilter, UpdateRecord,
 };
 
 /// Updates returned by one pull when no limit is given.
@@ -69,17 +71,6 @@ pub enum Sent {
     },
 }
 
-/// Queue counts for `queue_status`.
-#[derive(Debug, Clone)]
-pub struct QueueSnapshot {
-    /// Open-message counts per target (every configured target, zeros included).
-    pub per_target: Vec<StatusCounts>,
-    /// Updates recorded in all.
-    pub total_updates: i64,
-    /// The oldest message in progress, if any.
-    pub current_task: Option<MessageRecord>,
-}
-
 /// Which of a message's updates to read.
 #[derive(Debug, Clone, Default)]
 pub struct UpdatePage {
@@ -116,6 +107,10 @@ struct Inner {
     work_queued: Notify,
     // Wakes clients waiting in `pull_updates` when any update is recorded.
     update_recorded: Notify,
+    // Moves after every committed change of a message or an update (see `updates_recorded`).
+    changes: AtomicU64,
+    // `queue_status` answers, valid while `changes` has not moved.
+    snapshots: snapshot::SnapshotCache,
     shutdown: CancellationToken,
 }
 
@@ -143,6 +138,8 @@ impl Queue {
                 targets,
                 work_queued: Notify::new(),
                 update_recorded: Notify::new(),
+                changes: AtomicU64::new(0),
+                snapshots: snapshot::SnapshotCache::default(),
                 shutdown,
             }),
         }
@@ -204,7 +201,7 @@ impl Queue {
             InsertOutcome::Queued => {
                 tracing::info!(message_id = %id, target = %target, urgent = message.urgent, "message queued");
                 self.inner.work_queued.notify_waiters();
-                self.inner.update_recorded.notify_waiters();
+                self.updates_recorded();
                 Ok(Sent::Queued { id, target })
             }
             InsertOutcome::Duplicate(existing) => {
@@ -212,50 +209,6 @@ impl Queue {
                 Ok(Sent::Duplicate { id: existing })
             }
         }
-    }
-
-    /// Counts of open messages per target, the update total and the current task.
-    pub async fn snapshot(&self, target: Option<&str>) -> Result<QueueSnapshot, QueueError> {
-        let target = target
-            .map(|name| self.resolve_target(Some(name)))
-            .transpose()?;
-        let counted: BTreeMap<String, StatusCounts> = self
-            .inner
-            .store
-            .open_counts()
-            .await?
-            .into_iter()
-            .map(|counts| (counts.target.clone(), counts))
-            .collect();
-        let per_target = self
-            .inner
-            .targets
-            .iter()
-            .filter(|configured| {
-                target
-                    .as_ref()
-                    .is_none_or(|wanted| *wanted == configured.name)
-            })
-            .map(|configured| {
-                counted
-                    .get(&configured.name)
-                    .cloned()
-                    .unwrap_or_else(|| StatusCounts {
-                        target: configured.name.clone(),
-                        ..StatusCounts::default()
-                    })
-            })
-            .collect();
-        let current_task = self
-            .inner
-            .store
-            .current_in_progress(target.as_deref())
-            .await?;
-        Ok(QueueSnapshot {
-            per_target,
-            total_updates: self.inner.store.count_updates().await?,
-            current_task,
-        })
     }
 
     /// A message and a page of its updates.
@@ -316,7 +269,11 @@ impl Queue {
         let _ = tokio::time::timeout(timeout, self.inner.update_recorded.notified()).await;
     }
 
+    /// Called after every committed change of a message or an update (never before the
+    /// commit: a snapshot read in between would be cached as current): moves the change
+    /// counter that `queue_status`'s cache checks, and wakes waiting pulls.
     fn updates_recorded(&self) {
+        self.inner.changes.fetch_add(1, Ordering::AcqRel);
         self.inner.update_recorded.notify_waiters();
     }
 
@@ -349,7 +306,7 @@ impl Queue {
     ) -> Result<(MessageRecord, UpdateRecord), QueueError> {
         match outcome {
             TransitionOutcome::Applied(applied) => {
-                self.inner.update_recorded.notify_waiters();
+                self.updates_recorded();
                 Ok(*applied)
             }
             TransitionOutcome::NotFound => Err(QueueError::NotFound(id.to_owned())),

@@ -38,7 +38,7 @@ impl Store {
         .bind(token_hash)
         .bind(targets)
         .bind(agent.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -78,7 +78,7 @@ impl Store {
             sqlx::query("UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
                 .bind(now)
                 .bind(name)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(result.rows_affected() == 1)
     }

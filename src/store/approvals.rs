@@ -24,7 +24,7 @@ impl Store {
         .bind(token_hash)
         .bind(code_hash)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(inserted == 1)
@@ -59,7 +59,7 @@ impl Store {
         )
         .bind(request_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(updated == 1)
@@ -80,7 +80,7 @@ impl Store {
         .bind(if approved { "approved" } else { "denied" })
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(row.map(|row| row.try_get("request_id")).transpose()?)
     }

@@ -114,7 +114,7 @@ impl Store {
         sqlx::query("UPDATE clients SET last_used_at = ? WHERE id = ?")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -123,7 +123,7 @@ impl Store {
     pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM clients WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.note_revocation();
         Ok(result.rows_affected() == 1)
@@ -142,7 +142,7 @@ impl Store {
         )
         .bind(cutoff)
         .bind(unstarted_cutoff)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.note_revocation();
         Ok(result.rows_affected())

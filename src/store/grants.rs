@@ -178,7 +178,7 @@ impl Store {
     pub async fn take_authorization_request(&self, id: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM authorization_requests WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected() == 1)
     }

@@ -65,7 +65,7 @@ impl Store {
     pub async fn delete_owner_session(&self, hash: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM owner_sessions WHERE hash = ?")
             .bind(hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Store {
             .bind(hash)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

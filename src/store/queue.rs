@@ -92,63 +92,14 @@ pub struct StatusCounts {
 }
 
 impl Store {
-    /// Queues a message and its first update, unless an identical open one exists.
+    /// Queues a message and its first update, unless an identical open one exists (then its
+    /// id). Concurrent sends are committed together (`batch.rs`).
     pub async fn insert_message(
         &self,
         message: &NewMessage,
         update_text: &str,
     ) -> Result<InsertOutcome, StoreError> {
-        // Two attempts: if the duplicate closes between the failed insert and the lookup,
-        // the second insert succeeds.
-        for _ in 0..2 {
-            let mut transaction = self.begin_write().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at)
-                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-            )
-            .bind(&message.id)
-            .bind(&message.target)
-            .bind(&message.content)
-            .bind(&message.content_hash)
-            .bind(message.urgent)
-            .bind(&message.sender)
-            .bind(message.created_at)
-            .execute(&mut *transaction)
-            .await;
-            match inserted {
-                Ok(_) => {
-                    insert_update(
-                        &mut transaction,
-                        Some(&message.id),
-                        &message.target,
-                        update_text,
-                        Some(MessageStatus::Pending),
-                        "gateway",
-                        message.created_at,
-                    )
-                    .await?;
-                    transaction.commit().await?;
-                    return Ok(InsertOutcome::Queued);
-                }
-                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                    let existing = sqlx::query(
-                        "SELECT id FROM messages WHERE target = ? AND content_hash = ?
-                         AND status IN ('pending', 'acknowledged', 'in_progress')",
-                    )
-                    .bind(&message.target)
-                    .bind(&message.content_hash)
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-                    if let Some(row) = existing {
-                        return Ok(InsertOutcome::Duplicate(row.try_get("id")?));
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(StoreError::Corrupt(
-            "a duplicate message vanished twice while queueing".into(),
-        ))
+        self.new_messages.insert(message, update_text).await
     }
 
     /// Finds a message.

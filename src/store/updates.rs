@@ -102,7 +102,7 @@ impl Store {
         )
         .bind(client_id)
         .bind(seq)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

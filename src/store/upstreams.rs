@@ -56,7 +56,7 @@ impl Store {
         .bind(name)
         .bind(definition)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -72,7 +72,7 @@ impl Store {
             .bind(drift)
             .bind(upstream)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

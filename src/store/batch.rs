@@ -1,0 +1,192 @@
+//! Group commit for new messages: sends that arrive together share one write transaction of
+//! four statements (insert the messages, find the duplicates, insert their first updates,
+//! commit) instead of four statements each. SQLite has one writer; each statement is a hand-off
+//! to sqlx's worker thread, and that hand-off, not the disk, is what limited durable sends.
+//! Dedup is exactly as before: the unique partial index decides, inside the transaction.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::queue::message::MessageStatus;
+use crate::store::{InsertOutcome, NewMessage, StoreError};
+
+/// Messages in one transaction at most (7 bound values each, far below SQLite's limit).
+const MAX_BATCH: usize = 64;
+
+/// A send waiting for its batch.
+struct Pending {
+    message: NewMessage,
+    update_text: String,
+    outcome: oneshot::Sender<Result<InsertOutcome, StoreError>>,
+}
+
+/// The handle sends go through; the batch writer runs until every handle is gone.
+#[derive(Debug, Clone)]
+pub(super) struct MessageBatcher {
+    pending: mpsc::Sender<Pending>,
+}
+
+impl MessageBatcher {
+    /// Starts the batch writer on `writer` (the store's one writing connection).
+    pub(super) fn spawn(writer: SqlitePool) -> Self {
+        let (pending, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(writer, queue));
+        Self { pending }
+    }
+
+    /// Queues `message` (with its first update's text) in the next batch and waits for it.
+    pub(super) async fn insert(
+        &self,
+        message: &NewMessage,
+        update_text: &str,
+    ) -> Result<InsertOutcome, StoreError> {
+        let (outcome, answer) = oneshot::channel();
+        let pending = Pending {
+            message: message.clone(),
+            update_text: update_text.to_owned(),
+            outcome,
+        };
+        self.pending
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Corrupt("the message writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Corrupt("the message writer has stopped".into()))?
+    }
+}
+
+async fn write_batches(writer: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<(&NewMessage, &str)> = batch
+            .iter()
+            .map(|pending| (&pending.message, pending.update_text.as_str()))
+            .collect();
+        match insert_batch(&writer, &entries).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = pending.outcome.send(Ok(outcome));
+                }
+            }
+            // A failed batch is retried one by one, so each send gets its own answer (and one
+            // bad message cannot fail the others).
+            Err(error) if batch.len() == 1 => {
+                if let Some(pending) = batch.pop() {
+                    let _ = pending.outcome.send(Err(error));
+                }
+            }
+            Err(_) => {
+                for pending in batch {
+                    let outcome =
+                        insert_batch(&writer, &[(&pending.message, &pending.update_text)])
+                            .await
+                            .and_then(|mut outcomes| {
+                                outcomes.pop().ok_or_else(|| {
+                                    StoreError::Corrupt("an empty batch answer".into())
+                                })
+                            });
+                    let _ = pending.outcome.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Inserts `entries` in one transaction; each is queued, or names the identical open message
+/// (which may be an earlier entry of the same batch).
+async fn insert_batch(
+    writer: &SqlitePool,
+    entries: &[(&NewMessage, &str)],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let mut transaction = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at) ",
+    );
+    insert.push_values(entries, |mut row, (message, _)| {
+        row.push_bind(&message.id)
+            .push_bind(&message.target)
+            .push_bind(&message.content)
+            .push_bind(&message.content_hash)
+            .push_bind(message.urgent)
+            .push_bind(MessageStatus::Pending.as_str())
+            .push_bind(&message.sender)
+            .push_bind(message.created_at);
+    });
+    // A row the dedup index refuses is skipped, not an error: it is one of the duplicates.
+    insert.push(" ON CONFLICT DO NOTHING RETURNING id");
+    let inserted: Vec<String> = insert
+        .build()
+        .fetch_all(&mut *transaction)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    let queued: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+
+    let skipped: Vec<&NewMessage> = entries
+        .iter()
+        .map(|(message, _)| *message)
+        .filter(|message| !queued.contains(message.id.as_str()))
+        .collect();
+    let mut open_ids: HashMap<(String, String), String> = HashMap::new();
+    if !skipped.is_empty() {
+        let mut find = QueryBuilder::<Sqlite>::new(
+            "SELECT id, target, content_hash FROM messages
+             WHERE status IN ('pending', 'acknowledged', 'in_progress') AND (target, content_hash) IN ",
+        );
+        find.push_tuples(&skipped, |mut row, message| {
+            row.push_bind(&message.target)
+                .push_bind(&message.content_hash);
+        });
+        for row in find.build().fetch_all(&mut *transaction).await? {
+            open_ids.insert(
+                (row.try_get("target")?, row.try_get("content_hash")?),
+                row.try_get("id")?,
+            );
+        }
+    }
+
+    let firsts: Vec<&(&NewMessage, &str)> = entries
+        .iter()
+        .filter(|(message, _)| queued.contains(message.id.as_str()))
+        .collect();
+    if !firsts.is_empty() {
+        let mut updates = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO updates (message_id, target, content, status, source, created_at) ",
+        );
+        updates.push_values(&firsts, |mut row, (message, text)| {
+            row.push_bind(&message.id)
+                .push_bind(&message.target)
+                .push_bind(*text)
+                .push_bind(MessageStatus::Pending.as_str())
+                .push_bind("gateway")
+                .push_bind(message.created_at);
+        });
+        updates.build().execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+
+    entries
+        .iter()
+        .map(|(message, _)| {
+            if queued.contains(message.id.as_str()) {
+                return Ok(InsertOutcome::Queued);
+            }
+            open_ids
+                .get(&(message.target.clone(), message.content_hash.clone()))
+                .map(|id| InsertOutcome::Duplicate(id.clone()))
+                .ok_or_else(|| {
+                    StoreError::Corrupt("a message was refused as a duplicate of none".into())
+                })
+        })
+        .collect()
+}
