@@ -21,6 +21,11 @@ use nexus_gateway::config::{ApprovalMode, Config, PublicUrl};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::TokioChildProcess;
+
+// The allocator the shipped binary uses (src/main.rs), so the in-process gateway is measured
+// as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
