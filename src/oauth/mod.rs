@@ -233,13 +233,17 @@ impl AuthServer {
         // Read the counter first: a revocation committed while the log is read is then read
         // again next time rather than missed.
         let local = store.local_revocations();
-        let since = store
-            .revocations_since(self.inner.verified.log_seq())
-            .await?;
-        self.inner
-            .verified
-            .apply(&since.entries, since.gap, since.last_seq, local);
-        Ok(())
+        loop {
+            let since = store
+                .revocations_since(self.inner.verified.log_seq())
+                .await?;
+            self.inner
+                .verified
+                .apply(&since.entries, since.gap, since.last_seq, local);
+            if !since.more {
+                return Ok(());
+            }
+        }
     }
 
     /// The check behind a cache miss: signature, claims, lifetime, and the store's revocations.

@@ -25,7 +25,12 @@ pub struct RevocationsSince {
     pub last_seq: i64,
     /// True when the log no longer holds every entry after the point asked for.
     pub gap: bool,
+    /// True when more entries follow (the read is bounded): read again from `last_seq`.
+    pub more: bool,
 }
+
+/// Log entries read at once at most.
+const MAX_READ: usize = 10_000;
 
 impl Store {
     /// The newest sequence number in the log (0 when empty).
@@ -39,9 +44,10 @@ impl Store {
     /// The revocations logged after `after`.
     pub async fn revocations_since(&self, after: i64) -> Result<RevocationsSince, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, grant_id, jti FROM revocation_log WHERE seq > ? ORDER BY seq LIMIT 10000",
+            "SELECT seq, grant_id, jti FROM revocation_log WHERE seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(after)
+        .bind(i64::try_from(MAX_READ).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         let mut since = RevocationsSince {
@@ -51,6 +57,7 @@ impl Store {
         let first_seq: Option<i64> = rows.first().map(|row| row.try_get("seq")).transpose()?;
         // AUTOINCREMENT never reuses a number, so a hole right after `after` means pruned rows.
         since.gap = first_seq.is_some_and(|first| first > after + 1) && after > 0;
+        since.more = rows.len() == MAX_READ;
         for row in &rows {
             since.last_seq = row.try_get("seq")?;
             let grant: Option<String> = row.try_get("grant_id")?;
