@@ -2,7 +2,6 @@
 //! on a listener the caller bound (`App::serve`), until a cancellation token fires. Tests go
 //! through exactly this path, on port 0.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,26 +241,32 @@ impl App {
             &self.state.config.public_url,
             &stopping,
         );
+        let limits = crate::http::server::ConnectionLimits {
+            header_read_timeout: self.state.config.limits.header_read_timeout,
+            max_connections: self.state.config.limits.max_connections,
+        };
         if let Some(internal) = self.internal_listener {
             let internal_router = crate::http::internal_router(self.state.clone());
             let internal_stop = stopping.clone();
             tracing::info!(address = %internal.local_addr()?, "internal listener (agent API, metrics) up");
-            tokio::spawn(async move {
-                axum::serve(
-                    internal,
-                    internal_router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(internal_stop.cancelled_owned())
-                .await
-            });
+            let metrics = self.state.metrics.clone();
+            tokio::spawn(crate::http::server::serve(
+                internal,
+                internal_router,
+                limits,
+                metrics,
+                internal_stop,
+            ));
         }
         let address = listener.local_addr()?;
         tracing::info!(%address, public_url = %self.state.config.public_url, "nexus-gateway listening");
-        let served = axum::serve(
+        let served = crate::http::server::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            limits,
+            self.state.metrics.clone(),
+            shutdown.clone(),
         )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
         stopping.cancel();
         let _ = maintenance.await;

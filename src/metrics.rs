@@ -81,6 +81,8 @@ struct Inner {
     upstream_calls: Family<UpstreamCallLabels, Counter>,
     upstream_call_seconds: Family<UpstreamLabels, Histogram>,
     upstream_drift: Family<UpstreamToolLabels, Gauge>,
+    connections_open: Gauge,
+    connections_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,6 +108,18 @@ impl Default for Metrics {
                 Histogram::new([0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 280.0])
             });
         let upstream_drift = Family::<UpstreamToolLabels, Gauge>::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_open",
+            "HTTP connections open on the listeners",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because limits.max_connections were open",
+            connections_refused.clone(),
+        );
         registry.register(
             "upstream_up",
             "Whether an upstream MCP server is connected (1) or not (0)",
@@ -175,6 +189,8 @@ impl Default for Metrics {
                 upstream_calls,
                 upstream_call_seconds,
                 upstream_drift,
+                connections_open,
+                connections_refused,
             }),
         }
     }
@@ -238,6 +254,20 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// A connection was accepted (`opened`) or ended.
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.inner.connections_open.inc();
+        } else {
+            self.inner.connections_open.dec();
+        }
+    }
+
+    /// A connection was closed at once: `limits.max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.inner.connections_refused.inc();
+    }
+
     /// Counts a finished HTTP request.
     pub fn request(&self, route: &str, status: u16) {
         self.inner

@@ -221,6 +221,9 @@ fn read_limits(reader: &mut KeyReader<'_, '_>) -> Option<LimitsConfig> {
         login_per_minute: reader.read("limits.login_per_minute")?,
         max_body_bytes: reader.read("limits.max_body_bytes")?,
         request_timeout: reader.read_duration("limits.request_timeout")?,
+        header_read_timeout: reader.read_duration("limits.header_read_timeout")?,
+        body_read_timeout: reader.read_duration("limits.body_read_timeout")?,
+        max_connections: reader.read("limits.max_connections")?,
     })
 }
 

@@ -253,6 +253,16 @@ pub struct LimitsConfig {
     /// Time allowed for a request to produce its response headers.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Time allowed to receive a request's headers; a keep-alive connection idle this long is
+    /// closed too.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time allowed to receive a whole request body, from when the headers arrived.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Connections open at once, per listener; past it a new one is closed at once (and
+    /// counted in `nexus_connections_refused_total`).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -313,6 +323,13 @@ impl Default for LimitsConfig {
             max_body_bytes: 256 * 1024,
             // Above the agent API's 30 s long poll.
             request_timeout: Duration::from_secs(60),
+            // Above nginx's upstream keep-alive (15 s in nginx/), so nginx, not us, closes an
+            // idle upstream connection (else a request it sends as we close would fail).
+            header_read_timeout: Duration::from_secs(20),
+            body_read_timeout: Duration::from_secs(30),
+            // Far below the service's descriptor limit (LimitNOFILE in deploy/), far above a
+            // homelab's or a team's clients.
+            max_connections: 4096,
         }
     }
 }

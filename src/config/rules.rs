@@ -54,6 +54,11 @@ impl Config {
             ("oauth.owner_session_ttl", self.oauth.owner_session_ttl),
             ("oauth.unused_client_ttl", self.oauth.unused_client_ttl),
             ("limits.request_timeout", self.limits.request_timeout),
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
         ];
         for (key, value) in positive {
             if value.as_secs() == 0 {
@@ -65,6 +70,23 @@ impl Config {
                 "oauth.code_ttl",
                 "must be at most 10 minutes (RFC 6749 §4.1.2)".into(),
             );
+        }
+        for (key, value) in [
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
+        ] {
+            if value > Duration::from_secs(30) {
+                problem(
+                    key,
+                    "must be at most 30 seconds: a slow client holds a connection this long".into(),
+                );
+            }
+        }
+        if self.limits.max_connections == 0 {
+            problem("limits.max_connections", "must be at least 1".into());
         }
         if self.oauth.refresh_grace > Duration::from_secs(300) {
             problem("oauth.refresh_grace", "must be at most 5 minutes".into());

@@ -98,7 +98,10 @@ async fn check_request(State(gate): State<McpGate>, request: Request, next: Next
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, usize::MAX).await {
         Ok(bytes) => bytes,
-        // Only the body limit layer makes reading fail.
+        // The body deadline or the size limit made reading fail.
+        Err(error) if caused_by_deadline(&error) => {
+            return StatusCode::REQUEST_TIMEOUT.into_response();
+        }
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
     let message = match read_message(&bytes) {
@@ -119,6 +122,18 @@ async fn check_request(State(gate): State<McpGate>, request: Request, next: Next
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Whether reading a body failed because its deadline (`limits.body_read_timeout`) passed.
+fn caused_by_deadline(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// Why a body is not a JSON-RPC message we pass on: the error object's parts.

@@ -17,6 +17,7 @@ pub mod path_guard;
 pub mod paths;
 pub mod rate_limit;
 pub mod register;
+pub mod server;
 pub mod telegram;
 pub mod token;
 
@@ -33,7 +34,7 @@ use tower_http::request_id::{
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -133,6 +134,7 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
     let request_metrics = state.metrics.clone();
     let request_timeout = state.config.limits.request_timeout;
     let access_log = state.config.access_log;
+    let body_read_timeout = state.config.limits.body_read_timeout;
     let sensitive_request_headers = [
         header::AUTHORIZATION,
         header::COOKIE,
@@ -175,8 +177,10 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id())
                 // The owner session cookie is a credential too.
                 .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
-                // Bound every body before a handler buffers it.
+                // Bound every body before a handler buffers it: in size, and in time (a client
+                // trickling a body a byte at a time would otherwise hold its connection forever).
                 .layer(RequestBodyLimitLayer::new(max_body_bytes))
+                .layer(RequestBodyDeadlineLayer::new(body_read_timeout))
                 // Bound the time to response headers; streamed bodies are not cut by this.
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout)),
         )

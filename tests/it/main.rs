@@ -25,6 +25,7 @@ mod owner_approval;
 mod owner_login;
 mod refresh_grace;
 mod restart;
+mod slow_clients;
 mod support;
 mod telegram;
 mod tidy;
