@@ -277,10 +277,6 @@ impl Queue {
         self.inner.update_recorded.notify_waiters();
     }
 
-    async fn work_queued(&self) {
-        self.inner.work_queued.notified().await;
-    }
-
     async fn transition(
         &self,
         id: &str,

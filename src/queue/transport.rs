@@ -123,8 +123,13 @@ impl Queue {
         Ok(self.store().acknowledge_event(receipt, self.now()).await?)
     }
 
-    /// Waits until a task may have been queued (or `timeout` passes), for delivery workers.
-    pub async fn wait_for_work(&self, timeout: std::time::Duration) {
-        let _ = tokio::time::timeout(timeout, self.work_queued()).await;
+    /// A wake-up for delivery workers, armed at once: a task queued after this call ends the
+    /// wait, even one queued before the worker starts waiting. Take it before looking for work
+    /// (as `claim_next` does), or a task queued between the look and the wait sleeps until the
+    /// next recheck.
+    pub fn work_signal(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut signal = Box::pin(self.inner.work_queued.notified());
+        signal.as_mut().enable();
+        signal
     }
 }

@@ -125,6 +125,8 @@ pub async fn run(target: TelegramTarget, shutdown: CancellationToken) {
     let mut progress = DeliveryProgress::default();
     let mut transient_failures: u32 = 0;
     loop {
+        // Armed before looking, so a task queued while this one is found absent still wakes us.
+        let mut work = target.queue.work_signal();
         let outcome = deliver_one(&target, &mut progress).await;
         if let Ok(delivery) = &outcome {
             let label = match delivery {
@@ -142,7 +144,7 @@ pub async fn run(target: TelegramTarget, shutdown: CancellationToken) {
             Pause::None => continue,
             Pause::UntilWork => {
                 tokio::select! {
-                    () = target.queue.wait_for_work(IDLE_RECHECK) => {}
+                    _ = tokio::time::timeout(IDLE_RECHECK, &mut work) => {}
                     () = shutdown.cancelled() => return,
                 }
                 continue;
