@@ -150,41 +150,10 @@ async fn main() {
         .pool_max_idle_per_host(32)
         .build()
         .expect("client");
-    let gateway_call = {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
-        move || {
-            let request = http
-                .post(format!("{base}/mcp"))
-                .bearer_auth(&token)
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-06-18")
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx_echo", "arguments": {"text": "bench"}}}));
-            async move {
-                let response = request.send().await.expect("tools/call");
-                assert!(response.status().is_success());
-                let body: serde_json::Value = response.json().await.expect("json");
-                assert!(body["result"]["isError"] != true, "{body}");
-            }
-        }
-    };
+    let gateway_call = mcp_call(&http, &base, &token, "fx_echo", json!({"text": "bench"}));
     // The same path to a built-in tool: what `/mcp` itself costs (issue 12's hot path), so the
     // federation hop can be told apart from it.
-    let builtin_call = {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
-        move || {
-            let request = http
-                .post(format!("{base}/mcp"))
-                .bearer_auth(&token)
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-06-18")
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "queue_status", "arguments": {}}}));
-            async move {
-                let response = request.send().await.expect("tools/call");
-                assert!(response.status().is_success());
-                response.bytes().await.expect("body");
-            }
-        }
-    };
+    let builtin_call = mcp_call(&http, &base, &token, "queue_status", json!({}));
     for _ in 0..WARM_UP {
         direct_call().await;
         gateway_call().await;
@@ -222,4 +191,29 @@ async fn main() {
         );
     }
     shutdown.cancel();
+}
+
+/// A `tools/call` of `name` through the gateway's `/mcp`, checked to succeed.
+fn mcp_call(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &'static str,
+    arguments: serde_json::Value,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + use<> {
+    let (http, url, token) = (http.clone(), format!("{base}/mcp"), token.to_owned());
+    move || {
+        let request = http
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
+        Box::pin(async move {
+            let response = request.send().await.expect("tools/call");
+            assert!(response.status().is_success());
+            let body: serde_json::Value = response.json().await.expect("json");
+            assert!(body["result"]["isError"] != true, "{body}");
+        })
+    }
 }

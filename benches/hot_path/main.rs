@@ -309,14 +309,13 @@ async fn measure(options: Options) {
 
 /// `send_message` calls whose texts never repeat (numbered from `first`), so each is a write.
 fn distinct_sends(address: SocketAddr, token: Arc<str>, first: u64) -> MakeRequest {
-    let nonce = Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id());
     Arc::new(move |n| {
         tool_call(
             address,
             &token,
             n,
             "send_message",
-            json!({"message": format!("bench task {first} {n} {nonce}")}),
+            json!({"message": format!("bench task {first} {n}")}),
         )
     })
 }
@@ -398,12 +397,9 @@ fn run_json(run: &Run) -> Value {
 }
 
 fn time_now() -> String {
-    let output = std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%dT%H:%M:%SZ")
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time")
 }
 
 /// The rows a report prints, with each one's budget.
