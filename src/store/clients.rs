@@ -125,8 +125,11 @@ impl Store {
             .bind(id)
             .execute(&self.writer)
             .await?;
-        self.note_revocation();
-        Ok(result.rows_affected() == 1)
+        let removed = result.rows_affected() == 1;
+        if removed {
+            self.note_revocation();
+        }
+        Ok(removed)
     }
 
     /// Removes clients the owner never approved: those registered before `cutoff`, and those
@@ -144,7 +147,7 @@ impl Store {
         .bind(unstarted_cutoff)
         .execute(&self.writer)
         .await?;
-        self.note_revocation();
+        // A client never approved holds no grant, so no token dies here: no revocation to note.
         Ok(result.rows_affected())
     }
 }

@@ -291,8 +291,11 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        self.note_revocation();
-        Ok(result.rows_affected() == 1)
+        let revoked = result.rows_affected() == 1;
+        if revoked {
+            self.note_revocation();
+        }
+        Ok(revoked)
     }
 }
 
