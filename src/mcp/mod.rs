@@ -441,3 +441,28 @@ fn tool_error(error: QueueError) -> String {
     }
     error.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::upstreams::BUILTIN_TOOL_NAMES;
+
+    /// The config check refuses upstream names that collide with `BUILTIN_TOOL_NAMES`, and the
+    /// scope gate knows the built-ins by `builtin_scope`: both must name exactly the router's tools.
+    #[test]
+    fn the_builtin_names_the_config_guards_are_the_routers_tools_each_with_a_scope() {
+        let mut routed: Vec<String> = McpServer::router()
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.into_owned())
+            .collect();
+        routed.sort();
+        let mut listed: Vec<String> = BUILTIN_TOOL_NAMES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(routed, listed);
+        assert!(routed.iter().all(|name| builtin_scope(name).is_some()));
+    }
+}
