@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, the unit of every stored time.
 pub type UnixSeconds = i64;
@@ -20,6 +20,16 @@ pub trait Clock: Send + Sync + 'static {
             .unwrap_or(0)
             .saturating_mul(1_000_000_000)
     }
+}
+
+/// The wait before retry number `failures` (from 1): one second, doubling, at most `cap`, then
+/// scaled by a jitter factor in [0.5, 1) from `jitter` (random), so retries from many workers
+/// spread out. Telegram delivery and upstream reconnects share it, each with its own cap.
+pub fn jittered_backoff(failures: u32, jitter: u16, cap: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = Duration::from_secs(1u64 << exponent).min(cap);
+    let factor = 0.5 + f64::from(jitter) / f64::from(u16::MAX) / 2.0;
+    base.mul_f64(factor.min(0.9999))
 }
 
 /// The wall clock.

@@ -28,7 +28,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection that lived this long resets the backoff.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
 /// The first and the longest wait before reconnecting.
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 
 /// A live connection to an upstream, and (stdio) the guard of its process group.
@@ -342,10 +341,7 @@ async fn report_drift(upstreams: &Upstreams, upstream: &str, tool: &str, drift: 
 /// Capped exponential backoff with jitter: 1 s, 2 s, 4 s ... up to 5 min, each scaled by a factor
 /// in [0.5, 1.0) from `jitter`, so a crashing upstream is not restarted in a tight loop.
 pub fn backoff(failures: u32, jitter: u16) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let base = (MIN_BACKOFF * (1u32 << exponent)).min(MAX_BACKOFF);
-    let factor = 0.5 + f64::from(jitter) / f64::from(u16::MAX) / 2.0;
-    base.mul_f64(factor.min(0.9999))
+    crate::clock::jittered_backoff(failures, jitter, MAX_BACKOFF)
 }
 
 #[cfg(test)]

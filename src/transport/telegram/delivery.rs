@@ -205,10 +205,7 @@ pub fn pause_after<E>(
 /// Capped exponential backoff with jitter: 1 s, 2 s, 4 s ... up to a minute, each scaled by a
 /// factor in [0.5, 1.0) taken from `jitter` so that retries of several gateways spread out.
 pub fn backoff(failures: u32, jitter: u16) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let base = Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF);
-    let factor = 0.5 + f64::from(jitter) / f64::from(u16::MAX) / 2.0;
-    base.mul_f64(factor.min(0.9999))
+    crate::clock::jittered_backoff(failures, jitter, MAX_BACKOFF)
 }
 
 /// How a posted Telegram message is recorded: unique per chat.
