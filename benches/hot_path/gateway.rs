@@ -35,6 +35,16 @@ impl Gateway {
     /// Starts the gateway on `data_dir` (created if new), pinned to `cores` when given
     /// (a `taskset` CPU list), and waits until it is ready.
     pub async fn start(binary: &Path, data_dir: &Path, cores: Option<&str>) -> Self {
+        Self::start_with(binary, data_dir, cores, "").await
+    }
+
+    /// `start` with `extra` appended to the configuration file (targets, say).
+    pub async fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        cores: Option<&str>,
+        extra: &str,
+    ) -> Self {
         let public = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let internal = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
@@ -49,11 +59,11 @@ log_format = "json"
 register_per_minute = 100000
 authorize_per_minute = 100000
 token_per_minute = 10000000
-"#,
+{extra}"#,
             data = data_dir.display()
         );
         std::fs::create_dir_all(data_dir).expect("data dir");
-        let config_path = data_dir.join("bench.toml");
+        let config_path = Self::config_path(data_dir);
         std::fs::write(&config_path, config).expect("config");
         // The log goes to a file, as it would to journald: its cost is part of the measurement.
         let log = std::fs::OpenOptions::new()
@@ -90,6 +100,11 @@ token_per_minute = 10000000
         gateway
     }
 
+    /// Where the configuration file of a gateway on `data_dir` is written.
+    pub fn config_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("bench.toml")
+    }
+
     async fn wait_ready(&mut self, started: Instant) -> Duration {
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -111,6 +126,11 @@ token_per_minute = 10000000
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Resident memory, in MiB.

@@ -200,6 +200,12 @@ async fn measure(options: Options) {
     let Tokens { access, .. } = gateway::oauth_flow(&http, &gateway).await;
     let token: Arc<str> = access.into();
     if options.sends_only {
+        // The mode for profiling: say which process to attach to.
+        println!(
+            "sends only; gateway pid {} (perf record -g -p {})",
+            gateway.pid(),
+            gateway.pid()
+        );
         let (_, sends) = send_messages(&options, &gateway, &token).await;
         println!("send_message, c16: {sends:?}");
         gateway.stop();

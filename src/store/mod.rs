@@ -27,6 +27,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+/// The page cache of each reading connection, in KiB (SQLite's default is 2,000).
+const READER_CACHE_KIB: u32 = 256;
+/// The writer's page cache, in KiB: inserts under random (UUID) keys touch index pages all
+/// over the file, so it fills whatever it is given.
+const WRITER_CACHE_KIB: u32 = 1024;
+
 pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
 pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
@@ -96,12 +102,20 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+            )
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
+        // Each connection keeps its own page cache (2 MiB by default), filled as the file
+        // grows: nine connections held 17 MiB more after ten minutes of the soak than after
+        // one. Readers mostly look up single rows by key and the file's pages stay in the OS
+        // page cache, so small caches cost little and keep resident memory flat.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
             .await?;
         // Incremental auto-vacuum lets the sweep give space back. A file made before it was
         // set switches over with one VACUUM.

@@ -2,12 +2,12 @@
 //! the child process, never on the test's own), every problem reported with its key path and
 //! exit code 2, an admin command's refusal, and the shipped deployment files working as shipped.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use tempfile::TempDir;
+
+use crate::serve_process::ServeProcess;
 
 fn gateway(args: &[&str], env: &[(&str, &str)], dir: &TempDir) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-gateway"));
@@ -206,16 +206,6 @@ fn the_shipped_configuration_loads_with_the_shipped_environment_file() {
     assert!(String::from_utf8_lossy(&typo.stderr).contains("publc_url"));
 }
 
-/// Ends the child when the test ends, however it ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_with_internal_listen_serves_metrics() {
     let dir = TempDir::new().expect("dir");
@@ -224,51 +214,8 @@ async fn serve_with_internal_listen_serves_metrics() {
         "listen = \"127.0.0.1:0\"\npublic_url = \"http://localhost:8080\"\ndata_dir = \"data\"\nlog_format = \"json\"\ninternal_listen = \"127.0.0.1:0\"\n",
     )
     .expect("config");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-gateway"));
-    command
-        .args(["--config", "gateway.toml", "serve"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("NEXUS_")) {
-        command.env_remove(name);
-    }
-    let mut child = Running(command.spawn().expect("the binary starts"));
-    // The logs (JSON lines on stderr) say which ports the listeners got.
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (lines, logged) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep reading after the test stops listening: a closed pipe would fail the
-        // gateway's next log write.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let (public, internal) = tokio::task::spawn_blocking(move || {
-        let (mut public, mut internal, mut seen) = (None, None, Vec::new());
-        while let Ok(line) = logged.recv_timeout(Duration::from_secs(30)) {
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                let address = event["address"].as_str().map(str::to_owned);
-                match event["message"].as_str() {
-                    Some("internal listener (agent API, metrics) up") => internal = address,
-                    Some("nexus-gateway listening") => public = address,
-                    _ => {}
-                }
-            }
-            seen.push(line);
-            if let (Some(public), Some(internal)) = (&public, &internal) {
-                return (public.clone(), internal.clone());
-            }
-        }
-        panic!(
-            "the gateway did not report both listeners:\n{}",
-            seen.join("\n")
-        )
-    })
-    .await
-    .expect("both listeners are up");
+    let gateway = ServeProcess::start(dir.path(), "gateway.toml", true).await;
+    let (public, internal) = (gateway.public, gateway.internal.expect("internal"));
     let http = reqwest::Client::new();
     let health = http
         .get(format!("http://{public}/healthz"))

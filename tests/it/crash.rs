@@ -1,0 +1,132 @@
+//! What SECURITY.md promises about a crash: the binary, killed with SIGKILL in the middle of a
+//! stream of sends, comes back with every task it acknowledged, and the token it issued before
+//! still works (keys and grants are in the store, not in memory).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::serve_process::ServeProcess;
+
+/// A `tools/call` over plain HTTP; the structured result when the call succeeded.
+async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    arguments: Value,
+) -> Option<Value> {
+    let response = http
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}))
+        .send()
+        .await
+        .ok()?;
+    let body: Value = response.json().await.ok()?;
+    (body["result"]["isError"] != true).then(|| body["result"]["structuredContent"].clone())
+}
+
+#[tokio::test]
+async fn every_acknowledged_task_survives_a_kill_9_under_load() {
+    let dir = TempDir::new().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_format = \"json\"\n"),
+    )
+    .expect("config");
+    let issued = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-gateway"))
+        .args([
+            "--config",
+            "gateway.toml",
+            "tokens",
+            "issue",
+            "--name",
+            "crash",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("tokens issue");
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let token = String::from_utf8(issued.stdout)
+        .expect("utf-8")
+        .lines()
+        .next()
+        .expect("the token")
+        .trim()
+        .to_owned();
+
+    let gateway = ServeProcess::start(dir.path(), "gateway.toml", false).await;
+    let base = format!("http://{}", gateway.public);
+    let http = reqwest::Client::new();
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut senders = Vec::new();
+    for sender in 0..8 {
+        let (http, base, token, acknowledged) = (
+            http.clone(),
+            base.clone(),
+            token.clone(),
+            acknowledged.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            for n in 0.. {
+                let text = format!("crash test {sender}-{n}");
+                let Some(result) = call(
+                    &http,
+                    &base,
+                    &token,
+                    "send_message",
+                    json!({"message": text}),
+                )
+                .await
+                else {
+                    return; // the gateway is gone
+                };
+                let id = result["id"].as_str().expect("an id").to_owned();
+                acknowledged.lock().unwrap().push(id);
+            }
+        }));
+    }
+    // Kill it mid-stream, once it has acknowledged a good number of sends.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while acknowledged.lock().unwrap().len() < 300 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("300 sends acknowledged within a minute");
+    gateway.kill_9();
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let gateway = ServeProcess::start(dir.path(), "gateway.toml", false).await;
+    let base = format!("http://{}", gateway.public);
+    let status = call(&http, &base, &token, "queue_status", json!({}))
+        .await
+        .expect("the token issued before the crash still works");
+    assert!(
+        status["pending"].as_u64().expect("pending") >= acknowledged.len() as u64,
+        "{} acknowledged, after the restart: {status}",
+        acknowledged.len()
+    );
+    for id in &acknowledged {
+        let message = call(&http, &base, &token, "get_message", json!({"id": id}))
+            .await
+            .unwrap_or_else(|| panic!("task {id} was acknowledged, and is gone after kill -9"));
+        assert_eq!(message["message"]["status"], "pending", "{message}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The real binary's `serve` as its own process, for the tests that need a process to kill or to
+//! configure as an operator would: started on a data directory with a configuration file, its
+//! listeners' addresses read from its JSON log, killed when the test ends however it ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `nexus-gateway serve`.
+pub struct ServeProcess {
+    child: Child,
+    /// The public listener.
+    pub public: SocketAddr,
+    /// The internal listener, when the configuration has one.
+    pub internal: Option<SocketAddr>,
+}
+
+impl ServeProcess {
+    /// Runs `serve` with `config` (a file name relative to `dir`, which is the working
+    /// directory) and waits until the public listener is up, and the internal one when
+    /// `wait_for_internal`. No `NEXUS_*` variable of the test's environment leaks in.
+    pub async fn start(dir: &Path, config: &str, wait_for_internal: bool) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-gateway"));
+        command
+            .args(["--config", config, "serve"])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("NEXUS_")) {
+            command.env_remove(name);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        // The logs (JSON lines on stderr) say which ports the listeners got.
+        let stderr = child.stderr.take().expect("stderr");
+        let (lines, logged) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep reading after the test stops listening: a closed pipe would fail the
+            // gateway's next log write.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let (public, internal) = tokio::task::spawn_blocking(move || {
+            let (mut public, mut internal, mut seen) = (None, None, Vec::new());
+            while let Ok(line) = logged.recv_timeout(Duration::from_secs(30)) {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let address = event["address"].as_str().and_then(|a| a.parse().ok());
+                    match event["message"].as_str() {
+                        Some("internal listener (agent API, metrics) up") => internal = address,
+                        Some("nexus-gateway listening") => public = address,
+                        _ => {}
+                    }
+                }
+                seen.push(line);
+                if let Some(public) = public
+                    && (internal.is_some() || !wait_for_internal)
+                {
+                    return (public, internal);
+                }
+            }
+            panic!(
+                "the gateway did not report its listeners:\n{}",
+                seen.join("\n")
+            )
+        })
+        .await
+        .expect("the listeners are up");
+        Self {
+            child,
+            public,
+            internal,
+        }
+    }
+
+    /// SIGKILL, as the OOM killer or a power cut of the process would: no clean-up runs.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
