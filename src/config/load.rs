@@ -210,6 +210,8 @@ fn read_oauth(reader: &mut KeyReader<'_, '_>) -> Option<OAuthConfig> {
         owner_session_ttl: reader.read_duration("oauth.owner_session_ttl")?,
         unused_client_ttl: reader.read_duration("oauth.unused_client_ttl")?,
         custom_redirect_schemes: reader.read("oauth.custom_redirect_schemes")?,
+        registration: reader.read("oauth.registration")?,
+        cimd_documents: reader.read("oauth.cimd_documents")?,
     })
 }
 

@@ -234,6 +234,37 @@ pub struct OAuthConfig {
     pub unused_client_ttl: Duration,
     /// Custom redirect-URI schemes accepted at registration, such as `cursor`.
     pub custom_redirect_schemes: Vec<String>,
+    /// Whether anyone may register a client at `/register` (RFC 7591), or nobody: clients
+    /// that identify themselves by a metadata document (claude.ai, Claude Code) need no
+    /// registration.
+    pub registration: Registration,
+    /// Client ID Metadata Documents the owner pins, besides the built-in ones (claude.ai and
+    /// Claude Code): clients that identify themselves by these URLs are accepted as described
+    /// here, and nothing is fetched.
+    pub cimd_documents: Vec<PinnedClientDocument>,
+}
+
+/// Whether `/register` is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may register a client (the default: many MCP clients need it).
+    #[default]
+    Open,
+    /// `/register` is not served and not advertised.
+    Off,
+}
+
+/// A Client ID Metadata Document as the gateway keeps it: the client its URL names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedClientDocument {
+    /// The document's URL, which is the client's id.
+    pub client_id: String,
+    /// The name shown on the consent page.
+    pub client_name: String,
+    /// Where codes may be sent (loopback ports may differ, as for registered clients).
+    pub redirect_uris: Vec<String>,
 }
 
 /// Rate and size limits.
@@ -305,6 +336,8 @@ impl Default for OAuthConfig {
             owner_session_ttl: Duration::from_secs(15 * 60),
             unused_client_ttl: Duration::from_secs(24 * 3600),
             custom_redirect_schemes: Vec::new(),
+            registration: Registration::Open,
+            cimd_documents: Vec::new(),
         }
     }
 }

@@ -91,6 +91,29 @@ impl Config {
         if self.oauth.refresh_grace > Duration::from_secs(300) {
             problem("oauth.refresh_grace", "must be at most 5 minutes".into());
         }
+        let mut pinned = BTreeSet::new();
+        for (index, document) in self.oauth.cimd_documents.iter().enumerate() {
+            let key = format!("oauth.cimd_documents[{index}]");
+            if let Err(reason) = crate::oauth::cimd::check_document(
+                &document.client_id,
+                document,
+                &self.oauth.custom_redirect_schemes,
+            ) {
+                problem(&key, format!("{}: {reason}", document.client_id));
+            }
+            let built_in = crate::oauth::cimd::built_in_documents()
+                .iter()
+                .any(|known| known.client_id == document.client_id);
+            if built_in || !pinned.insert(document.client_id.as_str()) {
+                problem(
+                    &key,
+                    format!(
+                        "{} is already pinned (built in, or listed twice)",
+                        document.client_id
+                    ),
+                );
+            }
+        }
         for scheme in &self.oauth.custom_redirect_schemes {
             let lowered = scheme.to_ascii_lowercase();
             let valid = !lowered.is_empty()

@@ -185,3 +185,46 @@ fn custom_schemes_cannot_smuggle_dangerous_ones() {
     assert!(!problems("[oauth]\ncustom_redirect_schemes = [\"javascript\"]\n").is_empty());
     assert!(problems("[oauth]\ncustom_redirect_schemes = [\"cursor\"]\n").is_empty());
 }
+
+#[test]
+fn pinned_client_documents_are_checked_with_their_key_path() {
+    let good = "[[oauth.cimd_documents]]\nclient_id = \"https://tools.example.org/client.json\"\nclient_name = \"Tools\"\nredirect_uris = [\"https://tools.example.org/cb\"]\n";
+    assert!(problems(good).is_empty(), "{:?}", problems(good));
+    let closed = Config::from_toml(&format!("[oauth]\nregistration = \"off\"\n{good}"))
+        .expect("registration off with a pinned document");
+    assert_eq!(closed.oauth.registration, super::Registration::Off);
+    assert_eq!(closed.oauth.cimd_documents.len(), 1);
+
+    for (toml, reason) in [
+        (good.replace("https://tools", "http://tools"), "https"),
+        (
+            good.replace("tools.example.org/client.json", "10.0.0.2/client.json"),
+            "IP address",
+        ),
+        (
+            good.replace(
+                "https://tools.example.org/cb",
+                "http://tools.example.org/cb",
+            ),
+            "loopback",
+        ),
+        (good.replace("\"Tools\"", "\"\""), "client_name"),
+        (
+            good.replace(
+                "https://tools.example.org/client.json",
+                crate::oauth::cimd::CLAUDE_AI,
+            ),
+            "already pinned",
+        ),
+        (format!("{good}{good}"), "already pinned"),
+    ] {
+        let found = problems(&toml);
+        assert!(
+            found
+                .iter()
+                .any(|(key, message)| key.starts_with("oauth.cimd_documents[")
+                    && message.contains(reason)),
+            "{reason}: {found:?}"
+        );
+    }
+}

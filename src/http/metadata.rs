@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::config::Registration;
 use crate::http::paths;
 use crate::oauth::client::AuthMethod;
 
@@ -49,7 +50,7 @@ pub fn authorization_server_document(state: &AppState) -> Value {
         .collect();
     let mut scopes = scope_names(state);
     scopes.push("offline_access".to_owned());
-    json!({
+    let mut document = json!({
         "issuer": public_url.as_str(),
         "authorization_endpoint": public_url.join(paths::AUTHORIZE),
         "token_endpoint": public_url.join(paths::TOKEN),
@@ -64,8 +65,16 @@ pub fn authorization_server_document(state: &AppState) -> Value {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": false,
-    })
+        // Clients that identify themselves by a metadata document the gateway knows (claude.ai
+        // and Claude Code built in, more pinned by the owner) need no registration.
+        "client_id_metadata_document_supported": true,
+    });
+    if state.config.oauth.registration == Registration::Off
+        && let Some(fields) = document.as_object_mut()
+    {
+        fields.remove("registration_endpoint");
+    }
+    document
 }
 
 fn scope_names(state: &AppState) -> Vec<String> {

@@ -43,6 +43,8 @@ pub struct ConsentPage<'a> {
     pub client_name: &'a str,
     pub client_id: &'a str,
     pub redirect_host: &'a str,
+    /// For a client named by a metadata document: the host that published it.
+    pub document_host: Option<String>,
     pub permissions: Vec<String>,
     pub request_id: &'a str,
     pub csrf: &'a str,

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::config::Registration;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{OAuthErrorResponse, no_store, payload_too_large, too_many_requests};
 use crate::http::has_media_type;
@@ -25,6 +26,16 @@ pub async fn register(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if state.config.oauth.registration == Registration::Off {
+        // Not advertised either; a client that tries anyway is told why, and what to use.
+        let mut response = OAuthErrorResponse::from(OAuthError::rejected(
+            ErrorCode::AccessDenied,
+            "dynamic client registration is off on this server; identify the client with a Client ID Metadata Document",
+        ))
+        .into_response();
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        return response;
+    }
     if let Err(wait) = state.limits.check(Limit::Register, ip) {
         return too_many_requests(
             wait.as_secs(),

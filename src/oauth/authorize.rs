@@ -90,13 +90,7 @@ impl AuthServer {
             .as_deref()
             .ok_or(AuthorizeError::Page("the request has no client_id"))?;
         tracing::Span::current().record("client_id", client_id);
-        let client = self
-            .store()
-            .find_client(client_id)
-            .await?
-            .ok_or(AuthorizeError::Page(
-                "this application is not registered with the gateway (unknown client_id)",
-            ))?;
+        let client = self.client_for_authorization(client_id).await?;
         let redirect_uri = match request.redirect_uri.as_deref() {
             Some(requested) => {
                 if !client

@@ -3,6 +3,7 @@
 //! tokens (RFC 9068) and their verification. No HTTP here: `http` adapts requests to these
 //! calls, and `store` keeps the state.
 
+pub mod cimd;
 pub mod client;
 pub mod client_name;
 pub mod error;
@@ -72,6 +73,8 @@ pub struct AuthSettings {
     pub custom_redirect_schemes: Vec<String>,
     /// The scopes this gateway grants (built-in and upstream).
     pub scopes: scope::ScopeCatalog,
+    /// Client ID Metadata Documents known without fetching: built in, then pinned in config.
+    pub client_documents: Vec<crate::config::PinnedClientDocument>,
 }
 
 impl AuthSettings {
@@ -91,6 +94,10 @@ impl AuthSettings {
             unused_client_ttl: seconds(config.oauth.unused_client_ttl),
             custom_redirect_schemes: config.oauth.custom_redirect_schemes.clone(),
             scopes: scope::ScopeCatalog::from_config(config),
+            client_documents: cimd::built_in_documents()
+                .into_iter()
+                .chain(config.oauth.cimd_documents.iter().cloned())
+                .collect(),
         }
     }
 

@@ -92,6 +92,30 @@ impl Store {
         Ok(evicted)
     }
 
+    /// Stores a client described by a metadata document (its id is the document's URL), or
+    /// brings the stored copy's name and redirect URIs up to date with the document; the
+    /// approval and usage history of an existing row are kept.
+    pub async fn upsert_document_client(&self, client: &NewClient) -> Result<(), StoreError> {
+        let redirect_uris = serde_json::to_string(&client.redirect_uris)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        sqlx::query(
+            "INSERT INTO clients (id, secret_hash, name, redirect_uris, auth_method, metadata, created_at)
+             VALUES (?, NULL, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+               redirect_uris = excluded.redirect_uris, metadata = excluded.metadata
+             WHERE clients.name != excluded.name OR clients.redirect_uris != excluded.redirect_uris",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(redirect_uris)
+        .bind(&client.auth_method)
+        .bind(client.metadata.to_string())
+        .bind(client.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// Finds a client by its identifier.
     pub async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM clients WHERE id = ?")

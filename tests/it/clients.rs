@@ -89,3 +89,41 @@ async fn sdk_typescript_client_completes_oauth_and_tools() {
     );
     assert!(output.contains("refresh token rotated"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the TypeScript MCP SDK; run by scripts/test"]
+async fn sdk_typescript_client_signs_in_with_a_client_id_metadata_document() {
+    // The SDK's `clientMetadataUrl`: it skips registration when the server advertises support.
+    let document_url = "https://sdk-check.example.org/oauth/client.json";
+    let app = crate::support::spawn_app_with(|config| {
+        config.oauth.registration = nexus_gateway::config::Registration::Off;
+        config.oauth.cimd_documents = vec![nexus_gateway::config::PinnedClientDocument {
+            client_id: document_url.into(),
+            client_name: "TS SDK check".into(),
+            redirect_uris: vec!["http://127.0.0.1:53682/oauth/callback".into()],
+        }];
+    })
+    .await;
+    let script = clients_dir()
+        .join("typescript/sdk-client.mjs")
+        .display()
+        .to_string();
+    let output = run_client(
+        "node".into(),
+        vec![
+            script,
+            "--server".into(),
+            app.base_url.clone(),
+            "--client-metadata-url".into(),
+            document_url.into(),
+        ],
+    )
+    .await;
+    assert!(
+        output.contains(&format!(
+            "metadata document: no registration, client_id={document_url}"
+        )),
+        "{output}"
+    );
+    assert!(output.contains("refresh token rotated"), "{output}");
+}

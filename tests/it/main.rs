@@ -6,6 +6,7 @@
 
 mod agent_api;
 mod browser;
+mod cimd;
 mod cli;
 mod clients;
 mod crash;

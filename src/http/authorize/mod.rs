@@ -263,6 +263,7 @@ fn consent_page(state: &AppState, view: &ConsentView, session: &str) -> Response
         client_name: &view.client_name,
         client_id: &view.client_id,
         redirect_host: &view.redirect_host,
+        document_host: crate::oauth::cimd::document_host(&view.client_id),
         permissions: view
             .scopes
             .iter()

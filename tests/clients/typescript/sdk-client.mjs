@@ -38,12 +38,12 @@ function check(cond, msg) {
 
 function usage(msg) {
     if (msg) console.error(`error: ${msg}`);
-    console.error('usage: node sdk-client.mjs --server http://127.0.0.1:PORT [--protocol legacy|2026] [--verbose]');
+    console.error('usage: node sdk-client.mjs --server http://127.0.0.1:PORT [--protocol legacy|2026] [--client-metadata-url URL] [--verbose]');
     process.exit(2);
 }
 
 function parseArgs(argv) {
-    const opts = { server: undefined, protocol: 'legacy', verbose: false };
+    const opts = { server: undefined, protocol: 'legacy', verbose: false, clientMetadataUrl: undefined };
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         const value = () => {
@@ -55,6 +55,7 @@ function parseArgs(argv) {
         else if (a.startsWith('--server=')) opts.server = a.slice('--server='.length);
         else if (a === '--protocol') opts.protocol = value();
         else if (a.startsWith('--protocol=')) opts.protocol = a.slice('--protocol='.length);
+        else if (a === '--client-metadata-url') opts.clientMetadataUrl = value();
         else if (a === '--verbose' || a === '-v') opts.verbose = true;
         else if (a === '--help' || a === '-h') usage();
         else usage(`unknown argument: ${a}`);
@@ -132,8 +133,11 @@ function makeTracingFetch(verbose) {
 // In-memory OAuthClientProvider.
 
 class InMemoryOAuthProvider {
-    constructor({ redirectUrl, fetchFn }) {
+    constructor({ redirectUrl, fetchFn, clientMetadataUrl }) {
         this._redirectUrl = redirectUrl;
+        // When set, the SDK identifies the client by this Client ID Metadata Document URL
+        // instead of registering, if the server advertises support.
+        this.clientMetadataUrl = clientMetadataUrl;
         this._fetch = fetchFn;
         this._clientInformation = undefined;
         this._tokens = undefined;
@@ -270,7 +274,8 @@ async function main() {
     const tracingFetch = makeTracingFetch(opts.verbose);
     const provider = new InMemoryOAuthProvider({
         redirectUrl: 'http://127.0.0.1:53682/oauth/callback',
-        fetchFn: tracingFetch
+        fetchFn: tracingFetch,
+        clientMetadataUrl: opts.clientMetadataUrl
     });
     const clientInfo = { name: 'nexus-ts-sdk-check', version: '1.0.0' };
 
@@ -298,10 +303,16 @@ async function main() {
     const reg = trace.find(e => e.method === 'POST' && e.path === '/register');
     check(prm, 'SDK did not fetch protected-resource metadata (RFC 9728)');
     check(asm, 'SDK did not fetch authorization-server metadata (RFC 8414)');
-    check(reg && reg.status === 201, `SDK dynamic client registration did not answer 201 (got ${reg?.status})`);
     step(`discovery: 401 from /mcp -> GET ${prm.path} -> GET ${asm.path} (issuer ${provider.discoveryState()?.authorizationServerMetadata?.issuer})`);
     const ci = provider.clientInformation();
-    step(`registration: POST /register -> ${reg.status}, client_id=${ci.client_id}, auth_method=${ci.token_endpoint_auth_method ?? '(none given)'}`);
+    if (opts.clientMetadataUrl) {
+        check(!reg, 'SDK registered although it has a Client ID Metadata Document URL');
+        check(ci?.client_id === opts.clientMetadataUrl, `client_id ${ci?.client_id} is not the metadata document URL`);
+        step(`metadata document: no registration, client_id=${ci.client_id}`);
+    } else {
+        check(reg && reg.status === 201, `SDK dynamic client registration did not answer 201 (got ${reg?.status})`);
+        step(`registration: POST /register -> ${reg.status}, client_id=${ci.client_id}, auth_method=${ci.token_endpoint_auth_method ?? '(none given)'}`);
+    }
     const au = provider.authorizationUrl;
     step(
         `authorize: scope="${au.searchParams.get('scope')}" resource=${au.searchParams.get('resource')} ` +
