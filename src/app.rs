@@ -70,6 +70,9 @@ pub enum AppError {
     /// A Telegram target could not be set up.
     #[error(transparent)]
     Telegram(#[from] SetupError),
+    /// The HTTP client that fetches client metadata documents could not be built.
+    #[error("cannot set up fetching of client metadata documents: {0}")]
+    DocumentFetcher(String),
 }
 
 /// A built gateway, ready to serve.
@@ -98,6 +101,11 @@ impl App {
             AuthSettings::from_config(&config),
         )
         .await?;
+        if config.oauth.cimd_fetch {
+            let fetcher = crate::cimd_fetch::fetcher(crate::cimd_fetch::FetchPolicy::default())
+                .map_err(AppError::DocumentFetcher)?;
+            auth.set_document_fetcher(fetcher);
+        }
         let stopping = CancellationToken::new();
         let queue = Queue::new(
             store.clone(),

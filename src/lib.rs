@@ -7,6 +7,7 @@
 //! - `store`: SQLite; the only module with SQL.
 //! - `secrets`: random tokens, the hashes we store, constant-time comparison.
 //! - `oauth`: authorization-server rules: clients, PKCE, codes, grants, JWTs, owner approval.
+//! - `cimd_fetch`: fetching a client's metadata document, with the SSRF guards (off by default).
 //! - `queue`: the task domain: messages, statuses, dedup, updates, cursors, agents.
 //! - `mcp`: the rmcp server and its tools, over `queue`.
 //! - `http`: axum routers, the middleware stack, error responses, the bearer guard, `/mcp`
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cimd_fetch;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -212,6 +212,7 @@ fn read_oauth(reader: &mut KeyReader<'_, '_>) -> Option<OAuthConfig> {
         custom_redirect_schemes: reader.read("oauth.custom_redirect_schemes")?,
         registration: reader.read("oauth.registration")?,
         cimd_documents: reader.read("oauth.cimd_documents")?,
+        cimd_fetch: reader.read("oauth.cimd_fetch")?,
     })
 }
 

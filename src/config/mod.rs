@@ -242,6 +242,9 @@ pub struct OAuthConfig {
     /// Claude Code): clients that identify themselves by these URLs are accepted as described
     /// here, and nothing is fetched.
     pub cimd_documents: Vec<PinnedClientDocument>,
+    /// Whether a metadata document that is not pinned is fetched from its URL (https only, no
+    /// redirects, 5 KiB, 5 s, public addresses only); off, such a client is refused.
+    pub cimd_fetch: bool,
 }
 
 /// Whether `/register` is open.
@@ -338,6 +341,7 @@ impl Default for OAuthConfig {
             custom_redirect_schemes: Vec::new(),
             registration: Registration::Open,
             cimd_documents: Vec::new(),
+            cimd_fetch: false,
         }
     }
 }

@@ -1,10 +1,18 @@
 //! Client ID Metadata Documents (CIMD, the MCP authorization specification of 2025-11-25): a
 //! `client_id` that is an https URL naming a JSON document that describes the client. This
 //! module owns telling such ids from registered ones, refusing unsafe ones, checking a document
-//! against its URL, and the documents the gateway knows without fetching them: claude.ai's and
-//! Claude Code's, built in, and those the owner pins in `oauth.cimd_documents`. Nothing here
-//! goes to the network: a DMZ host may have none, and claude.ai's documents often meet a
-//! Cloudflare challenge when fetched from a datacenter address.
+//! against its URL, the documents the gateway knows without fetching them (claude.ai's and
+//! Claude Code's, built in, and those the owner pins in `oauth.cimd_documents`), and the cache
+//! of fetched ones. Pinned documents come first and are never fetched: a DMZ host may have no
+//! network, and claude.ai's documents often meet a Cloudflare challenge when fetched from a
+//! datacenter address. Fetching itself (`crate::cimd_fetch`) is given by the composition root
+//! only when `oauth.cimd_fetch` is on; this module never touches the network.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use url::{Host, Url};
 
@@ -43,6 +51,79 @@ pub fn built_in_documents() -> Vec<PinnedClientDocument> {
             ],
         },
     ]
+}
+
+/// A fetched document and how long it may be reused (from the response's cache headers).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The document as parsed (still to be checked against its URL).
+    pub document: PinnedClientDocument,
+    /// How long the document may be reused.
+    pub max_age: Duration,
+}
+
+/// Fetches the document at a URL; the error says why it could not be had.
+pub type DocumentFetcher =
+    Arc<dyn Fn(Url) -> Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send>> + Send + Sync>;
+
+/// Documents fetched lately, at most this many.
+const MAX_CACHED_DOCUMENTS: usize = 256;
+
+/// The fetcher, when fetching is on, and what it fetched lately.
+#[derive(Default)]
+pub struct FetchedDocuments {
+    fetcher: RwLock<Option<DocumentFetcher>>,
+    cache: Mutex<HashMap<String, (PinnedClientDocument, Instant)>>,
+}
+
+impl FetchedDocuments {
+    pub(crate) fn set_fetcher(&self, fetcher: DocumentFetcher) {
+        *self
+            .fetcher
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fetcher);
+    }
+
+    /// The document at `url`: cached while its `max_age` lasts, else fetched and checked.
+    /// `Ok(None)` when fetching is off.
+    async fn get(
+        &self,
+        url: Url,
+        custom_schemes: &[String],
+    ) -> Result<Option<PinnedClientDocument>, String> {
+        let key = url.as_str().to_owned();
+        let now = Instant::now();
+        {
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.retain(|_, (_, expires)| *expires > now);
+            if let Some((document, _)) = cache.get(&key) {
+                return Ok(Some(document.clone()));
+            }
+        }
+        let fetcher = self
+            .fetcher
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(fetcher) = fetcher else {
+            return Ok(None);
+        };
+        let fetched = fetcher(url).await?;
+        check_document(&key, &fetched.document, custom_schemes)?;
+        if !fetched.max_age.is_zero() {
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.len() < MAX_CACHED_DOCUMENTS {
+                cache.insert(key, (fetched.document.clone(), now + fetched.max_age));
+            }
+        }
+        Ok(Some(fetched.document))
+    }
 }
 
 /// Whether `client_id` claims to be a metadata document's URL. Registered clients' ids are
@@ -149,17 +230,40 @@ impl AuthServer {
                     "this application is not registered with the gateway (unknown client_id)",
                 ));
         }
-        check_client_id(client_id).map_err(AuthorizeError::Page)?;
-        let document = self
+        let url = check_client_id(client_id).map_err(AuthorizeError::Page)?;
+        let pinned = self
             .settings()
             .client_documents
             .iter()
             .find(|document| document.client_id == client_id)
-            .ok_or(AuthorizeError::Page(
-                "this application identifies itself by a metadata document this gateway does not know; the owner can pin it in oauth.cimd_documents",
-            ))?;
+            .cloned();
+        let document = match pinned {
+            Some(document) => document,
+            None => {
+                let settings = self.settings();
+                let fetched = self
+                    .inner
+                    .fetched_documents
+                    .get(url, &settings.custom_redirect_schemes)
+                    .await;
+                match fetched {
+                    Ok(Some(document)) => document,
+                    Ok(None) => {
+                        return Err(AuthorizeError::Page(
+                            "this application identifies itself by a metadata document this gateway does not know; the owner can pin it in oauth.cimd_documents",
+                        ));
+                    }
+                    Err(reason) => {
+                        tracing::warn!(client_id, reason = %reason, "client metadata document refused");
+                        return Err(AuthorizeError::Page(
+                            "this application's metadata document could not be fetched or is not valid; the log says why",
+                        ));
+                    }
+                }
+            }
+        };
         self.store()
-            .upsert_document_client(&document_client(document, self.now()))
+            .upsert_document_client(&document_client(&document, self.now()))
             .await?;
         self.store()
             .find_client(client_id)

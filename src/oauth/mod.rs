@@ -139,6 +139,8 @@ struct Inner {
     // argon2id takes ~19 MiB and tens of milliseconds per check: bound how many run at once,
     // so a flood of logins cannot exhaust memory or the blocking pool.
     passphrase_checks: tokio::sync::Semaphore,
+    /// Client ID Metadata Documents fetched (when fetching is on) and cached.
+    fetched_documents: cimd::FetchedDocuments,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -184,8 +186,15 @@ impl AuthServer {
                 last_key_reload: Mutex::new(now),
                 verified,
                 passphrase_checks: tokio::sync::Semaphore::new(2),
+                fetched_documents: cimd::FetchedDocuments::default(),
             }),
         })
+    }
+
+    /// Fetches Client ID Metadata Documents that are not pinned with `fetcher` (the
+    /// composition root's, which goes to the network with its guards); none by default.
+    pub fn set_document_fetcher(&self, fetcher: cimd::DocumentFetcher) {
+        self.inner.fetched_documents.set_fetcher(fetcher);
     }
 
     /// The settings in force.

@@ -7,6 +7,7 @@
 mod agent_api;
 mod browser;
 mod cimd;
+mod cimd_fetch;
 mod cli;
 mod clients;
 mod crash;

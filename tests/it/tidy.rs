@@ -84,7 +84,11 @@ fn crates_stay_inside_their_modules() {
         ("axum", &["http/", "app.rs"]),
         ("tower_http", &["http/"]),
         ("rmcp", &["mcp/", "http/mcp.rs", "upstream/"]),
-        ("reqwest", &["transport/", "upstream/http.rs"]),
+        // Every outbound HTTP client: Telegram, HTTP upstreams, client metadata documents.
+        (
+            "reqwest",
+            &["transport/", "upstream/http.rs", "cimd_fetch.rs"],
+        ),
     ];
     let root = source_root();
     for file in rust_files(&root) {
