@@ -27,11 +27,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-/// The page cache of each reading connection, in KiB (SQLite's default is 2,000).
-const READER_CACHE_KIB: u32 = 256;
+/// The page cache of each reading connection, in KiB (SQLite's default is 2,000): 32 pages,
+/// enough for the upper levels of the B-trees a lookup by key walks.
+const READER_CACHE_KIB: u32 = 128;
 /// The writer's page cache, in KiB: inserts under random (UUID) keys touch index pages all
 /// over the file, so it fills whatever it is given.
-const WRITER_CACHE_KIB: u32 = 1024;
+const WRITER_CACHE_KIB: u32 = 512;
 
 pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
