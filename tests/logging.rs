@@ -9,8 +9,8 @@
 #[path = "it/fake_telegram.rs"]
 #[allow(dead_code)]
 mod fake_telegram;
-#[path = "it/support.rs"]
-#[allow(dead_code)]
+#[path = "it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::io::Write;

@@ -28,6 +28,9 @@ mod gateway;
 #[allow(dead_code)]
 #[path = "../hot_path/load.rs"]
 mod load;
+#[allow(dead_code)]
+#[path = "../../tests/it/serve_process.rs"]
+mod serve_process;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -38,6 +41,7 @@ use serde_json::{Value, json};
 
 use fake_telegram::{AGENT_USER, BOT_TOKEN, FakeTelegram, TASK_CHAT};
 use gateway::{Gateway, Tokens};
+use serve_process::call_tool;
 
 /// The time allowed after the load stops for the last tasks to be completed.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -372,34 +376,6 @@ fn add_agent(binary: &std::path::Path, data_dir: &std::path::Path) -> String {
         .expect("a token line")
         .trim()
         .to_owned()
-}
-
-/// A `tools/call`; the structured result, or what went wrong.
-async fn call_tool(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-    arguments: Value,
-) -> Result<Value, String> {
-    let response = http
-        .post(format!("{base}/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}))
-        .send()
-        .await
-        .map_err(|error| format!("{name}: {error}"))?;
-    let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|error| format!("{name}: {status}: {error}"))?;
-    if !status.is_success() || body["result"]["isError"] == true || body.get("error").is_some() {
-        return Err(format!("{name}: {status}: {body}"));
-    }
-    Ok(body["result"]["structuredContent"].clone())
 }
 
 /// Paced tool calls: `queue_status`, a `send_message` with a distinct text, `get_message`.

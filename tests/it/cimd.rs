@@ -11,7 +11,8 @@ use crate::support::{Pkce, TestApp, TestClient, spawn_app, spawn_app_with};
 use nexus_gateway::config::{PinnedClientDocument, Registration};
 use nexus_gateway::oauth::cimd::{CLAUDE_AI, CLAUDE_CODE};
 
-fn document_client(client_id: &str, redirect_uri: &str) -> TestClient {
+/// A client that names itself by the document at `client_id`.
+pub(crate) fn document_client(client_id: &str, redirect_uri: &str) -> TestClient {
     TestClient {
         client_id: client_id.to_owned(),
         client_secret: None,
@@ -20,7 +21,7 @@ fn document_client(client_id: &str, redirect_uri: &str) -> TestClient {
 }
 
 /// `/authorize` for `client` with everything else right; the response.
-async fn authorize(app: &TestApp, client: &TestClient) -> reqwest::Response {
+pub(crate) async fn authorize(app: &TestApp, client: &TestClient) -> reqwest::Response {
     let pkce = Pkce::new();
     let query = app.authorize_query(client, &pkce, "s");
     let pairs: Vec<(&str, &str)> = query
@@ -31,7 +32,7 @@ async fn authorize(app: &TestApp, client: &TestClient) -> reqwest::Response {
 }
 
 /// An error page: 400, no redirect, the reason in the text.
-async fn assert_error_page(response: reqwest::Response, reason: &str) {
+pub(crate) async fn assert_error_page(response: reqwest::Response, reason: &str) {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.headers().get("location").is_none());
     let page = response.text().await.expect("page");

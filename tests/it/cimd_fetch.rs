@@ -14,6 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::cimd::{assert_error_page, authorize, document_client};
 use crate::support::{Pkce, TestApp, TestClient, spawn_app};
 use nexus_gateway::cimd_fetch::{FetchPolicy, fetcher};
 
@@ -150,30 +151,13 @@ async fn fetching_app(server: &DocumentServer) -> TestApp {
     app
 }
 
-fn client(client_id: &str, redirect_uri: &str) -> TestClient {
-    TestClient {
-        client_id: client_id.to_owned(),
-        client_secret: None,
-        redirect_uri: redirect_uri.to_owned(),
-    }
-}
-
-async fn authorize(app: &TestApp, client: &TestClient) -> reqwest::Response {
-    let pkce = Pkce::new();
-    let query = app.authorize_query(client, &pkce, "s");
-    let pairs: Vec<(&str, &str)> = query.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    app.authorize(&pairs).await
-}
-
+/// `/authorize` for `client` answers the page that says its document could not be had.
 async fn assert_refused(app: &TestApp, client: &TestClient) {
-    let response = authorize(app, client).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(response.headers().get("location").is_none());
-    let page = response.text().await.expect("page");
-    assert!(
-        page.contains("could not be fetched or is not valid"),
-        "{page}"
-    );
+    assert_error_page(
+        authorize(app, client).await,
+        "could not be fetched or is not valid",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -185,7 +169,7 @@ async fn a_fetched_document_signs_in_and_is_reused_while_its_cache_headers_allow
         "https://app.example.org/callback",
         vec![("cache-control", "max-age=600".into())],
     );
-    let fetched = client(&url, "https://app.example.org/callback");
+    let fetched = document_client(&url, "https://app.example.org/callback");
     let pkce = Pkce::new();
     let code = app.obtain_code(&fetched, &pkce).await;
     assert_eq!(
@@ -200,10 +184,12 @@ async fn a_fetched_document_signs_in_and_is_reused_while_its_cache_headers_allow
     );
 
     // A redirect URI the document does not list is a page, as for a pinned one.
-    let elsewhere = client(&url, "https://evil.example/callback");
-    let response = authorize(&app, &elsewhere).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(response.headers().get("location").is_none());
+    let elsewhere = document_client(&url, "https://evil.example/callback");
+    assert_error_page(
+        authorize(&app, &elsewhere).await,
+        "redirect_uri is not one this application registered",
+    )
+    .await;
 
     // no-store: fetched every time.
     let fresh = server.serve_document(
@@ -211,7 +197,7 @@ async fn a_fetched_document_signs_in_and_is_reused_while_its_cache_headers_allow
         "https://app.example.org/callback",
         vec![("cache-control", "no-store".into())],
     );
-    let fresh = client(&fresh, "https://app.example.org/callback");
+    let fresh = document_client(&fresh, "https://app.example.org/callback");
     app.obtain_code(&fresh, &Pkce::new()).await;
     app.obtain_code(&fresh, &Pkce::new()).await;
     assert_eq!(server.hits("/fresh.json"), 2);
@@ -259,7 +245,7 @@ async fn bad_documents_and_bad_answers_are_refused_with_a_page() {
         ),
     ] {
         let url = server.serve(path, answer);
-        assert_refused(&app, &client(&url, redirect)).await;
+        assert_refused(&app, &document_client(&url, redirect)).await;
     }
     assert_eq!(
         server.hits("/other-id.json"),
@@ -274,7 +260,11 @@ async fn a_document_server_that_hangs_is_given_up_after_five_seconds() {
     let app = fetching_app(&server).await;
     let url = server.serve("/slow.json", Answer::Hang);
     let started = std::time::Instant::now();
-    assert_refused(&app, &client(&url, "https://app.example.org/callback")).await;
+    assert_refused(
+        &app,
+        &document_client(&url, "https://app.example.org/callback"),
+    )
+    .await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",
@@ -299,7 +289,7 @@ async fn the_shipped_fetcher_refuses_names_that_resolve_to_internal_addresses() 
 #[tokio::test]
 async fn with_fetching_on_in_the_configuration_an_unreachable_document_is_a_page() {
     let app = crate::support::spawn_app_with(|config| config.oauth.cimd_fetch = true).await;
-    let unreachable = client(
+    let unreachable = document_client(
         "https://nowhere.invalid/oauth/client.json",
         "https://app.example.org/callback",
     );

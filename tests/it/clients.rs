@@ -68,19 +68,23 @@ async fn sdk_python_client_completes_oauth_and_tools_with_both_lifecycles() {
     }
 }
 
+/// Runs `tests/clients/typescript/sdk-client.mjs` against `app` with `extra` arguments.
+async fn run_typescript_client(app: &crate::support::TestApp, extra: &[String]) -> String {
+    let script = clients_dir().join("typescript/sdk-client.mjs");
+    let mut args = vec![
+        script.display().to_string(),
+        "--server".into(),
+        app.base_url.clone(),
+    ];
+    args.extend_from_slice(extra);
+    run_client("node".into(), args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the TypeScript MCP SDK; run by scripts/test"]
 async fn sdk_typescript_client_completes_oauth_and_tools() {
     let app = spawn_app().await;
-    let script = clients_dir()
-        .join("typescript/sdk-client.mjs")
-        .display()
-        .to_string();
-    let output = run_client(
-        "node".into(),
-        vec![script, "--server".into(), app.base_url.clone()],
-    )
-    .await;
+    let output = run_typescript_client(&app, &[]).await;
     let last = output.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("TS SDK OK @modelcontextprotocol/sdk@")
@@ -104,21 +108,8 @@ async fn sdk_typescript_client_signs_in_with_a_client_id_metadata_document() {
         }];
     })
     .await;
-    let script = clients_dir()
-        .join("typescript/sdk-client.mjs")
-        .display()
-        .to_string();
-    let output = run_client(
-        "node".into(),
-        vec![
-            script,
-            "--server".into(),
-            app.base_url.clone(),
-            "--client-metadata-url".into(),
-            document_url.into(),
-        ],
-    )
-    .await;
+    let output =
+        run_typescript_client(&app, &["--client-metadata-url".into(), document_url.into()]).await;
     assert!(
         output.contains(&format!(
             "metadata document: no registration, client_id={document_url}"

@@ -5,31 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tempfile::TempDir;
 
-use crate::serve_process::ServeProcess;
-
-/// A `tools/call` over plain HTTP; the structured result when the call succeeded.
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-    arguments: Value,
-) -> Option<Value> {
-    let response = http
-        .post(format!("{base}/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}))
-        .send()
-        .await
-        .ok()?;
-    let body: Value = response.json().await.ok()?;
-    (body["result"]["isError"] != true).then(|| body["result"]["structuredContent"].clone())
-}
+use crate::serve_process::{ServeProcess, call_tool};
 
 #[tokio::test]
 async fn every_acknowledged_task_survives_a_kill_9_under_load() {
@@ -83,7 +62,7 @@ async fn every_acknowledged_task_survives_a_kill_9_under_load() {
         senders.push(tokio::spawn(async move {
             for n in 0.. {
                 let text = format!("crash test {sender}-{n}");
-                let Some(result) = call(
+                let Ok(result) = call_tool(
                     &http,
                     &base,
                     &token,
@@ -115,18 +94,22 @@ async fn every_acknowledged_task_survives_a_kill_9_under_load() {
 
     let gateway = ServeProcess::start(dir.path(), "gateway.toml", false).await;
     let base = format!("http://{}", gateway.public);
-    let status = call(&http, &base, &token, "queue_status", json!({}))
+    let status = call_tool(&http, &base, &token, "queue_status", json!({}))
         .await
-        .expect("the token issued before the crash still works");
+        .unwrap_or_else(|error| {
+            panic!("the token issued before the crash must still work: {error}")
+        });
     assert!(
         status["pending"].as_u64().expect("pending") >= acknowledged.len() as u64,
         "{} acknowledged, after the restart: {status}",
         acknowledged.len()
     );
     for id in &acknowledged {
-        let message = call(&http, &base, &token, "get_message", json!({"id": id}))
+        let message = call_tool(&http, &base, &token, "get_message", json!({"id": id}))
             .await
-            .unwrap_or_else(|| panic!("task {id} was acknowledged, and is gone after kill -9"));
+            .unwrap_or_else(|error| {
+                panic!("task {id} was acknowledged, and is gone after kill -9: {error}")
+            });
         assert_eq!(message["message"]["status"], "pending", "{message}");
     }
 }

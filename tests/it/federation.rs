@@ -322,15 +322,7 @@ async fn drift_keeps_the_pinned_text_and_a_changed_schema_stops_calls_until_appr
         "{}",
         tool_text(&refused)
     );
-    let metrics = app
-        .http
-        .get(app.internal("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"nexus_upstream_drift{upstream="fx",tool="add"} 1"#),
         "{metrics}"

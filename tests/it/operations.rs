@@ -24,15 +24,7 @@ async fn metrics_count_requests_tools_tokens_and_queue_depth_on_the_internal_lis
         ])
         .await;
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.internal_url))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for expected in [
         r#"nexus_tool_calls_total{tool="send_message",outcome="ok"} 1"#,
         r#"nexus_tool_calls_total{tool="queue_status",outcome="ok"} 1"#,

@@ -1,12 +1,15 @@
 //! The real binary's `serve` as its own process, for the tests that need a process to kill or to
 //! configure as an operator would: started on a data directory with a configuration file, its
-//! listeners' addresses read from its JSON log, killed when the test ends however it ends.
+//! listeners' addresses read from its JSON log, killed when the test ends however it ends; and
+//! a plain-HTTP `tools/call` for talking to it (the soak bench includes this file too).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use serde_json::{Value, json};
 
 /// A running `nexus-gateway serve`.
 pub struct ServeProcess {
@@ -88,4 +91,33 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `tools/call` over plain HTTP, as any MCP client sends it; the structured result, or what
+/// went wrong (a transport error, a non-2xx answer, a JSON-RPC error or a tool error).
+pub async fn call_tool(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    arguments: Value,
+) -> Result<Value, String> {
+    let response = http
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}))
+        .send()
+        .await
+        .map_err(|error| format!("{name}: {error}"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|error| format!("{name}: {status}: {error}"))?;
+    if !status.is_success() || body["result"]["isError"] == true || body.get("error").is_some() {
+        return Err(format!("{name}: {status}: {body}"));
+    }
+    Ok(body["result"]["structuredContent"].clone())
 }

@@ -134,15 +134,7 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
     let mut over = TcpStream::connect(address(&app)).await.expect("connect");
     let closed_after = wait_closed(&mut over).await;
     assert!(closed_after < Duration::from_secs(2), "{closed_after:?}");
-    let metrics = app
-        .http
-        .get(app.internal("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("nexus_connections_refused_total 1"),
         "{metrics}"
