@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use url::{Host, Url};
@@ -72,16 +72,16 @@ const MAX_CACHED_DOCUMENTS: usize = 256;
 /// The fetcher, when fetching is on, and what it fetched lately.
 #[derive(Default)]
 pub struct FetchedDocuments {
-    fetcher: RwLock<Option<DocumentFetcher>>,
+    fetcher: OnceLock<DocumentFetcher>,
     cache: Mutex<HashMap<String, (PinnedClientDocument, Instant)>>,
 }
 
 impl FetchedDocuments {
+    /// Fetching starts with the first fetcher given; a later one is ignored.
     pub(crate) fn set_fetcher(&self, fetcher: DocumentFetcher) {
-        *self
-            .fetcher
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fetcher);
+        if self.fetcher.set(fetcher).is_err() {
+            tracing::warn!("a second document fetcher was ignored");
+        }
     }
 
     /// The document at `url`: cached while its `max_age` lasts, else fetched and checked.
@@ -103,12 +103,7 @@ impl FetchedDocuments {
                 return Ok(Some(document.clone()));
             }
         }
-        let fetcher = self
-            .fetcher
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let Some(fetcher) = fetcher else {
+        let Some(fetcher) = self.fetcher.get() else {
             return Ok(None);
         };
         let fetched = fetcher(url).await?;

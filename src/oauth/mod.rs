@@ -192,7 +192,8 @@ impl AuthServer {
     }
 
     /// Fetches Client ID Metadata Documents that are not pinned with `fetcher` (the
-    /// composition root's, which goes to the network with its guards); none by default.
+    /// composition root's, which goes to the network with its guards); none by default, and
+    /// only the first one given counts.
     pub fn set_document_fetcher(&self, fetcher: cimd::DocumentFetcher) {
         self.inner.fetched_documents.set_fetcher(fetcher);
     }
