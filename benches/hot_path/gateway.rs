@@ -137,12 +137,7 @@ token_per_minute = 10000000
     pub fn resident_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("/proc status");
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS");
-        kib / 1024.0
+        proc_mib(&status, "VmRSS:").expect("VmRSS")
     }
 
     /// Bytes the gateway has logged so far.
@@ -167,6 +162,20 @@ token_per_minute = 10000000
     pub fn base(&self) -> String {
         format!("http://{}", self.public)
     }
+}
+
+/// A `Name:   1234 kB` field of a `/proc/<pid>/` file, in MiB.
+pub fn proc_mib(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|kib| kib / 1024.0)
 }
 
 /// An access token and its refresh token, from the real flow.

@@ -84,7 +84,9 @@ fn options() -> Options {
 #[derive(Default)]
 struct Tally {
     latencies: BTreeMap<&'static str, Vec<u32>>,
-    errors: BTreeMap<&'static str, Vec<String>>,
+    errors: BTreeMap<&'static str, usize>,
+    /// The first few errors' texts, for the report.
+    samples: Vec<(&'static str, String)>,
 }
 
 type Shared = Arc<Mutex<Tally>>;
@@ -94,11 +96,9 @@ fn record(tally: &Shared, kind: &'static str, started: Instant, outcome: Result<
     let mut tally = tally.lock().unwrap();
     tally.latencies.entry(kind).or_default().push(micros);
     if let Err(error) = outcome {
-        let errors = tally.errors.entry(kind).or_default();
-        if errors.len() < 5 {
-            errors.push(error);
-        } else {
-            errors.push(String::new());
+        *tally.errors.entry(kind).or_default() += 1;
+        if tally.samples.len() < 10 {
+            tally.samples.push((kind, error));
         }
     }
 }
@@ -265,7 +265,7 @@ poll_timeout = "1s"
         let mut sorted = latencies.clone();
         sorted.sort_unstable();
         let at = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
-        let errors = tally.errors.get(kind).map_or(0, Vec::len);
+        let errors = tally.errors.get(kind).copied().unwrap_or(0);
         total_errors += errors;
         println!(
             "{kind:<16} {:>9} {errors:>7} {:>9} {:>9} {:>9}",
@@ -279,10 +279,8 @@ poll_timeout = "1s"
             json!({"count": sorted.len(), "errors": errors, "p50_us": at(0.5), "p99_us": at(0.99), "max_us": at(1.0)}),
         );
     }
-    for (kind, errors) in &tally.errors {
-        for error in errors.iter().filter(|error| !error.is_empty()) {
-            println!("  error in {kind}: {error}");
-        }
+    for (kind, error) in &tally.samples {
+        println!("  error in {kind}: {error}");
     }
     let growth = (at_end - after_warm_up) / after_warm_up;
     println!(
@@ -325,20 +323,7 @@ poll_timeout = "1s"
 /// index is a shared mapping).
 fn rss_breakdown(pid: u32) -> (f64, f64, f64) {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| -> f64 {
-        rollup
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
-            / 1024.0
-    };
+    let field = |name: &str| gateway::proc_mib(&rollup, name).unwrap_or(0.0);
     let (rss, anon, shmem) = (field("Rss:"), field("Anonymous:"), field("RssShmem:"));
     (anon, rss - anon - shmem, shmem)
 }

@@ -3,7 +3,7 @@
 #![no_main]
 use axum::http::header;
 use libfuzzer_sys::fuzz_target;
-use nexus_gateway_fuzz::{REDIRECT_URI, encode, get, harness, json_post};
+use nexus_gateway_fuzz::{PKCE_CHALLENGE, REDIRECT_URI, encode, get, harness, json_post};
 
 fuzz_target!(|data: &[u8]| {
     let harness = harness();
@@ -19,12 +19,10 @@ fuzz_target!(|data: &[u8]| {
         "/register",
         json_post("/register", &registration.to_string()),
     );
-    let query = harness
-        .authorize_query("ecDeBFz6A6OrTaGQ_dWKe6JZwq9DLadUyJsv7Ea5ck4")
-        .replace(
-            &format!("redirect_uri={}", encode(REDIRECT_URI)),
-            &format!("redirect_uri={}", encode(uri)),
-        );
+    let query = harness.authorize_query(PKCE_CHALLENGE).replace(
+        &format!("redirect_uri={}", encode(REDIRECT_URI)),
+        &format!("redirect_uri={}", encode(uri)),
+    );
     let answer = harness.expect_no_server_error("/authorize", get(&query));
     if uri != REDIRECT_URI
         && let Some(location) = answer.headers.get(header::LOCATION)

@@ -22,6 +22,9 @@ pub const HOST: &str = "fuzz.example";
 pub const BASE: &str = "https://fuzz.example";
 /// The redirect URI of the client the harness registers.
 pub const REDIRECT_URI: &str = "https://client.example/callback";
+/// The PKCE pair the harness signs in with: a verifier and its S256 challenge.
+pub const PKCE_VERIFIER: &str = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz";
+pub const PKCE_CHALLENGE: &str = "ecDeBFz6A6OrTaGQ_dWKe6JZwq9DLadUyJsv7Ea5ck4";
 /// The webhook target's name.
 pub const TELEGRAM_TARGET: &str = "homelab";
 
@@ -148,8 +151,7 @@ api_base = "http://127.0.0.1:9"
             serde_json::from_slice(&registered.body).expect("registration");
         self.client_id = registered["client_id"].as_str().expect("client_id").into();
 
-        let verifier = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz";
-        let challenge = "ecDeBFz6A6OrTaGQ_dWKe6JZwq9DLadUyJsv7Ea5ck4"; // S256 of `verifier`
+        let (verifier, challenge) = (PKCE_VERIFIER, PKCE_CHALLENGE);
         let login = self.send(get(&self.authorize_query(challenge)));
         let (request_id, csrf) = hidden_fields(&login.text());
         let consent = self.send(form_post(
@@ -283,6 +285,15 @@ api_base = "http://127.0.0.1:9"
                 body,
             }
         })
+    }
+
+    /// POSTs `data`, with the live values substituted, as a form to `path`; fails on a 5xx.
+    pub fn fuzz_form(&self, path: &str, data: &[u8]) {
+        let body = self.substitute(data);
+        self.expect_no_server_error(
+            path,
+            raw_post(path, "application/x-www-form-urlencoded", body),
+        );
     }
 
     /// Sends `request` and fails (a crash, for the fuzzer) on a 5xx.
