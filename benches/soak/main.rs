@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 
 use fake_telegram::{AGENT_USER, BOT_TOKEN, FakeTelegram, TASK_CHAT};
 use gateway::{Gateway, Tokens};
-use serve_process::call_tool;
+use serve_process::{call_tool, printed_secret};
 
 /// The time allowed after the load stops for the last tasks to be completed.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -142,7 +142,14 @@ poll_timeout = "1s"
     );
     let gateway = Gateway::start_with(&options.binary, &data_dir, None, &targets).await;
     let at_start = gateway.resident_mib();
-    let agent_token = add_agent(&options.binary, &data_dir);
+    // An agent for `homelab`, through the CLI, on the running gateway's store.
+    let config = Gateway::config_path(&data_dir);
+    let agent_token = printed_secret(
+        &options.binary,
+        &data_dir,
+        &config.display().to_string(),
+        &["agents", "add", "soak", "--targets", "homelab"],
+    );
     // The OAuth flow reads the redirect with the code itself.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -339,28 +346,6 @@ fn store_connections(pid: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// `agents add soak --targets homelab`, through the CLI, on the running gateway's store.
-fn add_agent(binary: &std::path::Path, data_dir: &std::path::Path) -> String {
-    let output = std::process::Command::new(binary)
-        .arg("--config")
-        .arg(Gateway::config_path(data_dir))
-        .args(["agents", "add", "soak", "--targets", "homelab"])
-        .output()
-        .expect("agents add");
-    assert!(
-        output.status.success(),
-        "agents add: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .lines()
-        .next()
-        .expect("a token line")
-        .trim()
-        .to_owned()
 }
 
 /// Paced tool calls: `queue_status`, a `send_message` with a distinct text, `get_message`.

@@ -2,13 +2,14 @@
 //! stream of sends, comes back with every task it acknowledged, and the token it issued before
 //! still works (keys and grants are in the store, not in memory).
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::serve_process::{ServeProcess, call_tool};
+use crate::serve_process::{ServeProcess, call_tool, printed_secret};
 
 #[tokio::test]
 async fn every_acknowledged_task_survives_a_kill_9_under_load() {
@@ -22,30 +23,12 @@ async fn every_acknowledged_task_survives_a_kill_9_under_load() {
         format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_format = \"json\"\n"),
     )
     .expect("config");
-    let issued = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-gateway"))
-        .args([
-            "--config",
-            "gateway.toml",
-            "tokens",
-            "issue",
-            "--name",
-            "crash",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("tokens issue");
-    assert!(
-        issued.status.success(),
-        "{}",
-        String::from_utf8_lossy(&issued.stderr)
+    let token = printed_secret(
+        Path::new(env!("CARGO_BIN_EXE_nexus-gateway")),
+        dir.path(),
+        "gateway.toml",
+        &["tokens", "issue", "--name", "crash"],
     );
-    let token = String::from_utf8(issued.stdout)
-        .expect("utf-8")
-        .lines()
-        .next()
-        .expect("the token")
-        .trim()
-        .to_owned();
 
     let gateway = ServeProcess::start(dir.path(), "gateway.toml", false).await;
     let base = format!("http://{}", gateway.public);

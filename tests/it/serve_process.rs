@@ -121,3 +121,27 @@ pub async fn call_tool(
     }
     Ok(body["result"]["structuredContent"].clone())
 }
+
+/// Runs an operator command of `binary` (`tokens issue`, `agents add`, ...) in `dir` with the
+/// configuration file `config`, checks it succeeded, and returns the first line it printed:
+/// the secret such commands show once.
+pub fn printed_secret(binary: &Path, dir: &Path, config: &str, args: &[&str]) -> String {
+    let output = Command::new(binary)
+        .args(["--config", config])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the operator command runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .next()
+        .expect("a first line")
+        .trim()
+        .to_owned()
+}
