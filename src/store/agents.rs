@@ -1,7 +1,7 @@
 //! Agent identities for the agent API: a name, the targets it serves, and its token's hash.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::clock::UnixSeconds;
 use crate::store::{Store, StoreError};
@@ -31,7 +31,7 @@ impl Store {
         let targets = serde_json::to_string(&agent.targets)
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         sqlx::query(
-            "INSERT INTO agents (id, name, token_hash, targets, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO agents (id, name, token_hash, targets, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&agent.id)
         .bind(&agent.name)
@@ -48,7 +48,7 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM agents WHERE token_hash = ? AND revoked_at IS NULL")
+        let row = sqlx::query("SELECT * FROM agents WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -57,7 +57,7 @@ impl Store {
 
     /// The live agent with this name.
     pub async fn find_live_agent(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM agents WHERE name = ? AND revoked_at IS NULL")
+        let row = sqlx::query("SELECT * FROM agents WHERE name = $1 AND revoked_at IS NULL")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -75,7 +75,7 @@ impl Store {
     /// Revokes the live agent with this name.
     pub async fn revoke_agent(&self, name: &str, now: UnixSeconds) -> Result<bool, StoreError> {
         let result =
-            sqlx::query("UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+            sqlx::query("UPDATE agents SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(name)
                 .execute(&self.writer)
@@ -84,7 +84,7 @@ impl Store {
     }
 }
 
-fn agent_from_row(row: &SqliteRow) -> Result<AgentRecord, StoreError> {
+fn agent_from_row(row: &AnyRow) -> Result<AgentRecord, StoreError> {
     let targets: String = row.try_get("targets")?;
     Ok(AgentRecord {
         id: row.try_get("id")?,

@@ -18,7 +18,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO remote_approvals (request_id, token_hash, code_hash, decision, expires_at)
-             VALUES (?, ?, ?, NULL, ?) ON CONFLICT (request_id) DO NOTHING",
+             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(request_id)
         .bind(token_hash)
@@ -37,7 +37,7 @@ impl Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT request_id, code_hash FROM remote_approvals
-             WHERE decision IS NULL AND expires_at > ? AND code_hash IS NOT NULL",
+             WHERE decision IS NULL AND expires_at > $1 AND code_hash IS NOT NULL",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -55,7 +55,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
             "UPDATE remote_approvals SET decision = 'approved'
-             WHERE request_id = ? AND decision IS NULL AND expires_at > ?",
+             WHERE request_id = $1 AND decision IS NULL AND expires_at > $2",
         )
         .bind(request_id)
         .bind(now)
@@ -74,7 +74,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "UPDATE remote_approvals SET decision = ? WHERE token_hash = ? AND decision IS NULL AND expires_at > ?
+            "UPDATE remote_approvals SET decision = $1 WHERE token_hash = $2 AND decision IS NULL AND expires_at > $3
              RETURNING request_id",
         )
         .bind(if approved { "approved" } else { "denied" })
@@ -93,7 +93,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<Option<Option<bool>>, StoreError> {
         let row = sqlx::query(
-            "SELECT decision FROM remote_approvals WHERE request_id = ? AND expires_at > ?",
+            "SELECT decision FROM remote_approvals WHERE request_id = $1 AND expires_at > $2",
         )
         .bind(request_id)
         .bind(now)

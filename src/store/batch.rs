@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::queue::message::MessageStatus;
-use crate::store::{InsertOutcome, NewMessage, StoreError};
+use crate::store::{Engine, InsertOutcome, NewMessage, StoreError};
 
-/// Messages in one transaction at most (7 bound values each, far below SQLite's limit).
+/// Messages in one transaction at most (8 bound values each, far below either engine's limit).
 const MAX_BATCH: usize = 64;
 
 /// A send waiting for its batch.
@@ -29,10 +29,10 @@ pub(super) struct MessageBatcher {
 }
 
 impl MessageBatcher {
-    /// Starts the batch writer on `writer` (the store's one writing connection).
-    pub(super) fn spawn(writer: SqlitePool) -> Self {
+    /// Starts the batch writer on `writer` (on SQLite the store's one writing connection).
+    pub(super) fn spawn(engine: Engine, writer: AnyPool) -> Self {
         let (pending, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(writer, queue));
+        tokio::spawn(write_batches(engine, writer, queue));
         Self { pending }
     }
 
@@ -58,7 +58,7 @@ impl MessageBatcher {
     }
 }
 
-async fn write_batches(writer: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
+async fn write_batches(engine: Engine, writer: AnyPool, mut queue: mpsc::Receiver<Pending>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -71,7 +71,7 @@ async fn write_batches(writer: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
             .iter()
             .map(|pending| (&pending.message, pending.update_text.as_str()))
             .collect();
-        match insert_batch(&writer, &entries).await {
+        match insert_batch(engine, &writer, &entries).await {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = pending.outcome.send(Ok(outcome));
@@ -87,7 +87,7 @@ async fn write_batches(writer: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
             Err(_) => {
                 for pending in batch {
                     let outcome =
-                        insert_batch(&writer, &[(&pending.message, &pending.update_text)])
+                        insert_batch(engine, &writer, &[(&pending.message, &pending.update_text)])
                             .await
                             .and_then(|mut outcomes| {
                                 outcomes.pop().ok_or_else(|| {
@@ -104,27 +104,37 @@ async fn write_batches(writer: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
 /// Inserts `entries` in one transaction; each is queued, or names the identical open message
 /// (which may be an earlier entry of the same batch).
 async fn insert_batch(
-    writer: &SqlitePool,
+    engine: Engine,
+    writer: &AnyPool,
     entries: &[(&NewMessage, &str)],
 ) -> Result<Vec<InsertOutcome>, StoreError> {
-    let mut transaction = writer.begin_with("BEGIN IMMEDIATE").await?;
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at) ",
-    );
-    insert.push_values(entries, |mut row, (message, _)| {
-        row.push_bind(&message.id)
-            .push_bind(&message.target)
-            .push_bind(&message.content)
-            .push_bind(&message.content_hash)
-            .push_bind(message.urgent)
-            .push_bind(MessageStatus::Pending.as_str())
-            .push_bind(&message.sender)
-            .push_bind(message.created_at);
-    });
+    let mut transaction = match engine {
+        Engine::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => writer.begin().await?,
+    };
+    // Rows go in in dedup-key order: two replicas inserting overlapping batches then wait on
+    // each other's index entries in the same order, and cannot deadlock.
+    let mut in_key_order: Vec<&NewMessage> = entries.iter().map(|(message, _)| *message).collect();
+    in_key_order.sort_by(|a, b| (&a.target, &a.content_hash).cmp(&(&b.target, &b.content_hash)));
     // A row the dedup index refuses is skipped, not an error: it is one of the duplicates.
-    insert.push(" ON CONFLICT DO NOTHING RETURNING id");
-    let inserted: Vec<String> = insert
-        .build()
+    let insert = format!(
+        "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at)
+         VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        placeholders(in_key_order.len(), 8)
+    );
+    let mut query = sqlx::query(AssertSqlSafe(insert));
+    for message in &in_key_order {
+        query = query
+            .bind(&message.id)
+            .bind(&message.target)
+            .bind(&message.content)
+            .bind(&message.content_hash)
+            .bind(i64::from(message.urgent))
+            .bind(MessageStatus::Pending.as_str())
+            .bind(&message.sender)
+            .bind(message.created_at);
+    }
+    let inserted: Vec<String> = query
         .fetch_all(&mut *transaction)
         .await?
         .iter()
@@ -132,22 +142,23 @@ async fn insert_batch(
         .collect::<Result<_, _>>()?;
     let queued: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
 
-    let skipped: Vec<&NewMessage> = entries
+    let skipped: Vec<&NewMessage> = in_key_order
         .iter()
-        .map(|(message, _)| *message)
+        .copied()
         .filter(|message| !queued.contains(message.id.as_str()))
         .collect();
     let mut open_ids: HashMap<(String, String), String> = HashMap::new();
     if !skipped.is_empty() {
-        let mut find = QueryBuilder::<Sqlite>::new(
+        let find = format!(
             "SELECT id, target, content_hash FROM messages
-             WHERE status IN ('pending', 'acknowledged', 'in_progress') AND (target, content_hash) IN ",
+             WHERE status IN ('pending', 'acknowledged', 'in_progress') AND (target, content_hash) IN ({})",
+            placeholders(skipped.len(), 2)
         );
-        find.push_tuples(&skipped, |mut row, message| {
-            row.push_bind(&message.target)
-                .push_bind(&message.content_hash);
-        });
-        for row in find.build().fetch_all(&mut *transaction).await? {
+        let mut query = sqlx::query(AssertSqlSafe(find));
+        for message in &skipped {
+            query = query.bind(&message.target).bind(&message.content_hash);
+        }
+        for row in query.fetch_all(&mut *transaction).await? {
             open_ids.insert(
                 (row.try_get("target")?, row.try_get("content_hash")?),
                 row.try_get("id")?,
@@ -160,18 +171,21 @@ async fn insert_batch(
         .filter(|(message, _)| queued.contains(message.id.as_str()))
         .collect();
     if !firsts.is_empty() {
-        let mut updates = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO updates (message_id, target, content, status, source, created_at) ",
+        let updates = format!(
+            "INSERT INTO updates (message_id, target, content, status, source, created_at) VALUES {}",
+            placeholders(firsts.len(), 6)
         );
-        updates.push_values(&firsts, |mut row, (message, text)| {
-            row.push_bind(&message.id)
-                .push_bind(&message.target)
-                .push_bind(*text)
-                .push_bind(MessageStatus::Pending.as_str())
-                .push_bind("gateway")
-                .push_bind(message.created_at);
-        });
-        updates.build().execute(&mut *transaction).await?;
+        let mut query = sqlx::query(AssertSqlSafe(updates));
+        for (message, text) in &firsts {
+            query = query
+                .bind(&message.id)
+                .bind(&message.target)
+                .bind(*text)
+                .bind(MessageStatus::Pending.as_str())
+                .bind("gateway")
+                .bind(message.created_at);
+        }
+        query.execute(&mut *transaction).await?;
     }
     transaction.commit().await?;
 
@@ -189,4 +203,27 @@ async fn insert_batch(
                 })
         })
         .collect()
+}
+
+/// `($1, $2), ($3, $4)`: `rows` tuples of `width` numbered placeholders, the form both engines
+/// read (sqlx's query builder writes `?`, which PostgreSQL does not).
+fn placeholders(rows: usize, width: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let numbers: Vec<String> = (1..=width)
+                .map(|column| format!("${}", row * width + column))
+                .collect();
+            format!("({})", numbers.join(", "))
+        })
+        .collect();
+    tuples.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_across_tuples() {
+        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::placeholders(1, 1), "($1)");
+    }
 }

@@ -59,7 +59,7 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO clients (id, secret_hash, name, redirect_uris, auth_method, metadata, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&client.id)
         .bind(&client.secret_hash)
@@ -79,8 +79,8 @@ impl Store {
         if excess > 0 {
             evicted = sqlx::query(
                 "DELETE FROM clients WHERE id IN (
-                   SELECT id FROM clients WHERE authorized_at IS NULL AND id != ?
-                   ORDER BY first_authorize_at IS NOT NULL, created_at LIMIT ?)",
+                   SELECT id FROM clients WHERE authorized_at IS NULL AND id != $1
+                   ORDER BY first_authorize_at IS NOT NULL, created_at LIMIT $2)",
             )
             .bind(&client.id)
             .bind(excess)
@@ -100,7 +100,7 @@ impl Store {
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         sqlx::query(
             "INSERT INTO clients (id, secret_hash, name, redirect_uris, auth_method, metadata, created_at)
-             VALUES (?, NULL, ?, ?, ?, ?, ?)
+             VALUES ($1, NULL, $2, $3, $4, $5, $6)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name,
                redirect_uris = excluded.redirect_uris, metadata = excluded.metadata
              WHERE clients.name != excluded.name OR clients.redirect_uris != excluded.redirect_uris",
@@ -118,7 +118,7 @@ impl Store {
 
     /// Finds a client by its identifier.
     pub async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM clients WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -135,7 +135,7 @@ impl Store {
 
     /// Records that a client obtained tokens, for the operator's `clients list`.
     pub async fn touch_client(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clients SET last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE clients SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
             .execute(&self.writer)
@@ -145,7 +145,7 @@ impl Store {
 
     /// Deletes a client and, through the foreign keys, every grant and token it holds.
     pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM clients WHERE id = ?")
+        let result = sqlx::query("DELETE FROM clients WHERE id = $1")
             .bind(id)
             .execute(&self.writer)
             .await?;
@@ -165,7 +165,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let result = sqlx::query(
             "DELETE FROM clients WHERE authorized_at IS NULL
-               AND (created_at < ? OR (first_authorize_at IS NULL AND created_at < ?))",
+               AND (created_at < $1 OR (first_authorize_at IS NULL AND created_at < $2))",
         )
         .bind(cutoff)
         .bind(unstarted_cutoff)
@@ -176,7 +176,7 @@ impl Store {
     }
 }
 
-fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord, StoreError> {
+fn client_from_row(row: &sqlx::any::AnyRow) -> Result<ClientRecord, StoreError> {
     let corrupt = |error: serde_json::Error| StoreError::Corrupt(format!("client row: {error}"));
     let redirect_uris: String = row.try_get("redirect_uris")?;
 

@@ -3,7 +3,7 @@
 //! are `tokens.rs`.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::clock::UnixSeconds;
 use crate::store::{CodeRecord, Store, StoreError};
@@ -118,7 +118,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO authorization_requests
                (id, client_id, redirect_uri, state, code_challenge, scope, resource, csrf_hash, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&request.id)
         .bind(&request.client_id)
@@ -134,7 +134,7 @@ impl Store {
         .await?;
         // A client that never starts an authorization is swept within minutes.
         sqlx::query(
-            "UPDATE clients SET first_authorize_at = ? WHERE id = ? AND first_authorize_at IS NULL",
+            "UPDATE clients SET first_authorize_at = $1 WHERE id = $2 AND first_authorize_at IS NULL",
         )
         .bind(request.created_at)
         .bind(&request.client_id)
@@ -151,7 +151,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<Option<AuthorizationRequestRecord>, StoreError> {
         let row =
-            sqlx::query("SELECT * FROM authorization_requests WHERE id = ? AND expires_at > ?")
+            sqlx::query("SELECT * FROM authorization_requests WHERE id = $1 AND expires_at > $2")
                 .bind(id)
                 .bind(now)
                 .fetch_optional(&self.pool)
@@ -176,7 +176,7 @@ impl Store {
     /// Removes a request once it has been decided, so its forms cannot be replayed.
     /// Returns false when another decision already took it.
     pub async fn take_authorization_request(&self, id: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM authorization_requests WHERE id = ?")
+        let result = sqlx::query("DELETE FROM authorization_requests WHERE id = $1")
             .bind(id)
             .execute(&self.writer)
             .await?;
@@ -193,7 +193,7 @@ impl Store {
         code: &CodeRecord,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
-        let taken = sqlx::query("DELETE FROM authorization_requests WHERE id = ?")
+        let taken = sqlx::query("DELETE FROM authorization_requests WHERE id = $1")
             .bind(request_id)
             .execute(&mut *transaction)
             .await?;
@@ -203,7 +203,7 @@ impl Store {
         insert_grant(&mut transaction, grant).await?;
         sqlx::query(
             "INSERT INTO authorization_codes (hash, grant_id, client_id, redirect_uri, code_challenge, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&code.hash)
         .bind(&code.grant_id)
@@ -213,7 +213,7 @@ impl Store {
         .bind(code.expires_at)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query("UPDATE clients SET authorized_at = COALESCE(authorized_at, ?) WHERE id = ?")
+        sqlx::query("UPDATE clients SET authorized_at = COALESCE(authorized_at, $1) WHERE id = $2")
             .bind(grant.created_at)
             .bind(&code.client_id)
             .execute(&mut *transaction)
@@ -232,7 +232,7 @@ impl Store {
 
     /// Finds a grant.
     pub async fn find_grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM grants WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM grants WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -267,7 +267,7 @@ impl Store {
         name_or_id: &str,
     ) -> Result<Option<GrantRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM grants WHERE kind = 'bearer' AND revoked_at IS NULL AND (name = ? OR id = ?)",
+            "SELECT * FROM grants WHERE kind = 'bearer' AND revoked_at IS NULL AND (name = $1 OR id = $2)",
         )
         .bind(name_or_id)
         .bind(name_or_id)
@@ -281,12 +281,12 @@ impl Store {
     pub async fn revoke_grant(&self, id: &str, now: UnixSeconds) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
         let result =
-            sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(id)
                 .execute(&mut *transaction)
                 .await?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE grant_id = ?")
+        sqlx::query("DELETE FROM refresh_tokens WHERE grant_id = $1")
             .bind(id)
             .execute(&mut *transaction)
             .await?;
@@ -300,12 +300,12 @@ impl Store {
 }
 
 async fn insert_grant(
-    transaction: &mut sqlx::SqliteConnection,
+    transaction: &mut sqlx::AnyConnection,
     grant: &NewGrant,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO grants (id, kind, client_id, name, subject, scope, resource, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&grant.id)
     .bind(grant.kind.as_str())
@@ -321,7 +321,7 @@ async fn insert_grant(
     Ok(())
 }
 
-fn grant_from_row(row: &SqliteRow) -> Result<GrantRecord, StoreError> {
+fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
     Ok(GrantRecord {
         id: row.try_get("id")?,
         client_id: row.try_get("client_id")?,

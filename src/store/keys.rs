@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use crate::clock::UnixSeconds;
-use crate::store::{Store, StoreError};
+use crate::store::{Engine, Store, StoreError};
 
 /// A stored signing key.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM signing_keys WHERE retired_at IS NULL OR tokens_valid_until > ?
+            "SELECT * FROM signing_keys WHERE retired_at IS NULL OR tokens_valid_until > $1
              ORDER BY created_at DESC, rowid DESC",
         )
         .bind(now)
@@ -53,12 +53,19 @@ impl Store {
     /// Makes `key` the signing key and retires every other one, at once.
     pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+        if self.engine == Engine::Postgres {
+            // Two replicas creating the first key at once (or the CLI rotating while a replica
+            // starts) take turns, so exactly one key is left unretired.
+            sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *transaction)
+                .await?;
+        }
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(key.created_at)
             .execute(&mut *transaction)
             .await?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&key.kid)
         .bind(&key.alg)
@@ -77,7 +84,7 @@ impl Store {
         expires_at: UnixSeconds,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE signing_keys SET tokens_valid_until = MAX(tokens_valid_until, ?) WHERE kid = ?",
+            "UPDATE signing_keys SET tokens_valid_until = $1 WHERE kid = $2 AND tokens_valid_until < $1",
         )
         .bind(expires_at)
         .bind(kid)
@@ -92,11 +99,13 @@ impl Store {
         jti: &str,
         expires_at: UnixSeconds,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)")
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
         self.note_revocation();
         Ok(())
     }
@@ -108,13 +117,14 @@ impl Store {
         grant_id: &str,
     ) -> Result<bool, StoreError> {
         let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)
-                 OR NOT EXISTS (SELECT 1 FROM grants WHERE id = ? AND revoked_at IS NULL)",
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)
+                 OR NOT EXISTS (SELECT 1 FROM grants WHERE id = $2 AND revoked_at IS NULL)
+                 THEN 1 ELSE 0 END",
         )
         .bind(jti)
         .bind(grant_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get::<bool, _>(0)?)
+        Ok(row.try_get::<i64, _>(0)? != 0)
     }
 }

@@ -1,6 +1,9 @@
-//! The only module with SQL. `Store` is a cheap, cloneable handle over a SQLite pool (WAL mode)
-//! with its migrations applied at open; methods are named in domain words, and every secret
-//! arrives here already hashed.
+//! The only module with SQL. `Store` is a cheap, cloneable handle over one of two engines:
+//! an embedded SQLite file (WAL mode; the default) or a PostgreSQL database shared by several
+//! replicas. Both run the same query text (sqlx's `Any` driver, `$1` placeholders, SQL both
+//! dialects speak); the few places the engines must differ (row locks, vacuuming) ask
+//! `Engine`. Migrations for the engine are applied at open; methods are named in domain words,
+//! and every secret arrives here already hashed.
 
 mod agents;
 mod approvals;
@@ -8,6 +11,8 @@ mod batch;
 mod clients;
 mod grants;
 mod keys;
+mod leases;
+mod location;
 mod owner;
 mod queue;
 mod revocations;
@@ -17,15 +22,13 @@ mod updates;
 mod upstreams;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::clock::UnixSeconds;
 
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, ConnectOptions, Executor, Transaction};
 
 /// The page cache of each reading connection, in KiB (SQLite's default is 2,000): 32 pages,
 /// enough for the upper levels of the B-trees a lookup by key walks.
@@ -38,6 +41,7 @@ pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
 pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
 pub use keys::SigningKeyRecord;
+pub use location::{Engine, StoreLocation};
 pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
 pub use revocations::{RevocationsSince, Revoked};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
@@ -66,17 +70,29 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The PostgreSQL database could not be reached at open.
+    #[error("cannot connect to the database at {url}")]
+    Connect {
+        /// The database URL, without its password.
+        url: String,
+        /// What went wrong.
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
-/// A handle to the gateway's SQLite store.
+/// A handle to the gateway's store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    // Readers: WAL lets them run beside the writer.
-    pool: SqlitePool,
-    // The one writing connection. SQLite has one writer at a time, and a second connection
-    // that finds the lock taken sleeps in its busy handler (1 ms, then 2, 5, 10, ...): queueing
-    // writers here, in order, instead took durable sends from under 1,000 to thousands a second.
-    writer: SqlitePool,
+    engine: Engine,
+    // Readers. On SQLite, WAL lets them run beside the writer.
+    pool: AnyPool,
+    // Where writes go. On SQLite, the one writing connection: SQLite has one writer at a time,
+    // and a second connection that finds the lock taken sleeps in its busy handler (1 ms, then
+    // 2, 5, 10, ...): queueing writers here, in order, instead took durable sends from under
+    // 1,000 to thousands a second. On PostgreSQL, the same pool as the readers: the database
+    // orders concurrent writers itself, with row locks where a read decides a write.
+    writer: AnyPool,
     // New messages, committed in groups on the writer.
     new_messages: batch::MessageBatcher,
     // Revocations committed through this handle (and its clones): see `local_revocations`.
@@ -84,39 +100,38 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating when missing) the database file and applies pending migrations.
+    /// Opens the store `location` names, applying pending migrations.
+    pub async fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) => Self::open(path).await,
+            StoreLocation::Postgres(url) => Self::connect_postgres(url).await,
+        }
+    }
+
+    /// Opens (creating when missing) a SQLite database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
         {
             create_private_dir(parent)?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")?
+        let url = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .auto_vacuum(SqliteAutoVacuum::Incremental)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // The CLI writes while the server runs; wait for the other writer instead of failing.
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
-            )
+            .to_url_lossy();
+        let options = AnyConnectOptions::from_url(&url)?;
+        let writer = sqlite_pool(1, WRITER_CACHE_KIB)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         // Each connection keeps its own page cache (2 MiB by default), filled as the file
         // grows: nine connections held 17 MiB more after ten minutes of the soak than after
         // one. Readers mostly look up single rows by key and the file's pages stay in the OS
         // page cache, so small caches cost little and keep resident memory flat.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
+        let pool = sqlite_pool(8, READER_CACHE_KIB)
+            .connect_with(options)
             .await?;
         // Incremental auto-vacuum lets the sweep give space back. A file made before it was
         // set switches over with one VACUUM.
@@ -131,16 +146,51 @@ impl Store {
             sqlx::query("VACUUM").execute(&mut *connection).await?;
         }
         drop(connection);
-        Ok(Self {
-            pool,
-            new_messages: batch::MessageBatcher::spawn(writer.clone()),
-            writer,
-            local_revocations: std::sync::Arc::default(),
-        })
+        Ok(Self::with_pools(Engine::Sqlite, pool, writer))
     }
 
-    /// The bytes the database holds (its pages, after folding the write-ahead log in).
+    /// Connects to a PostgreSQL database and applies pending migrations. Replicas starting
+    /// together are safe: sqlx's migrator holds an advisory lock while it applies them.
+    async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let fail = |source| StoreError::Connect {
+            url: location::redacted(url),
+            source,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS)
+            // A database that went away must fail a request (and `/readyz`), not hang it.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(fail)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self::with_pools(Engine::Postgres, pool.clone(), pool))
+    }
+
+    fn with_pools(engine: Engine, pool: AnyPool, writer: AnyPool) -> Self {
+        Self {
+            engine,
+            pool,
+            new_messages: batch::MessageBatcher::spawn(engine, writer.clone()),
+            writer,
+            local_revocations: std::sync::Arc::default(),
+        }
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The bytes the database holds (on SQLite its pages, after folding the write-ahead log in).
     pub async fn size_bytes(&self) -> Result<u64, StoreError> {
+        if self.engine == Engine::Postgres {
+            let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(u64::try_from(bytes).unwrap_or(0));
+        }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.writer)
             .await?;
@@ -170,17 +220,17 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut removed = 0;
         for statement in [
-            "DELETE FROM authorization_requests WHERE expires_at <= ?",
-            "DELETE FROM authorization_codes WHERE expires_at <= ? - 86400",
-            "DELETE FROM refresh_tokens WHERE expires_at <= ?",
-            "DELETE FROM revoked_tokens WHERE expires_at <= ?",
-            "DELETE FROM owner_sessions WHERE expires_at <= ?",
-            "DELETE FROM owner_devices WHERE expires_at <= ?",
+            "DELETE FROM authorization_requests WHERE expires_at <= $1",
+            "DELETE FROM authorization_codes WHERE expires_at <= $1 - 86400",
+            "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+            "DELETE FROM revoked_tokens WHERE expires_at <= $1",
+            "DELETE FROM owner_sessions WHERE expires_at <= $1",
+            "DELETE FROM owner_devices WHERE expires_at <= $1",
             // Telegram keeps updates for 24 hours; two days of memory covers any redelivery.
-            "DELETE FROM transport_seen WHERE seen_at <= ? - 172800",
+            "DELETE FROM transport_seen WHERE seen_at <= $1 - 172800",
             // Servers read the log every second; a day is room for any pause. A server that
             // still finds a hole drops its whole token cache.
-            "DELETE FROM revocation_log WHERE logged_at <= ? - 86400",
+            "DELETE FROM revocation_log WHERE logged_at <= $1 - 86400",
         ] {
             removed += sqlx::query(statement)
                 .bind(now)
@@ -192,17 +242,64 @@ impl Store {
             .delete_unapproved_clients(client_cutoff, unstarted_client_cutoff)
             .await?;
         // Give the freed pages back to the file system: open registration must not leave a
-        // file that only grows.
-        sqlx::query("PRAGMA incremental_vacuum")
-            .execute(&self.writer)
-            .await?;
+        // file that only grows. (PostgreSQL's autovacuum does this by itself.)
+        if self.engine == Engine::Sqlite {
+            sqlx::query("PRAGMA incremental_vacuum")
+                .execute(&self.writer)
+                .await?;
+        }
         Ok(removed)
     }
 
-    /// Starts a write transaction that takes the write lock at once, so two writers never
-    /// deadlock upgrading a read lock.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write transaction. On SQLite it takes the write lock at once, so two writers
+    /// never deadlock upgrading a read lock; on PostgreSQL it is an ordinary (read committed)
+    /// transaction, and what reads a row to decide a write locks that row (`Engine::lock_row`).
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.writer.begin().await?,
+        })
+    }
+}
+
+/// Connections each replica opens to PostgreSQL at most. Ten replicas stay within the server's
+/// default `max_connections` of 100 with room for the CLI and maintenance.
+const POSTGRES_CONNECTIONS: u32 = 8;
+
+/// A pool of SQLite connections set up as the store needs them. The `Any` driver opens a
+/// connection from its URL alone, so the settings a URL cannot carry are pragmas run on each
+/// new connection.
+fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                connection
+                    .execute(AssertSqlSafe(format!(
+                        // auto_vacuum first: it only takes on a file without tables.
+                        "PRAGMA auto_vacuum = INCREMENTAL;
+                         PRAGMA journal_mode = WAL;
+                         PRAGMA synchronous = NORMAL;
+                         PRAGMA foreign_keys = ON;
+                         PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+                         PRAGMA cache_size = -{cache_kib};"
+                    )))
+                    .await?;
+                Ok(())
+            })
+        })
+}
+
+/// How long a SQLite connection waits for another writer (the CLI writes while the server
+/// runs) before failing.
+const BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// The engine a connection belongs to (helpers that run inside a caller's transaction ask it).
+fn engine_of(connection: &AnyConnection) -> Engine {
+    if connection.backend_name() == "PostgreSQL" {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
     }
 }
 

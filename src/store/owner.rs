@@ -22,7 +22,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO owner (id, password_hash, updated_at) VALUES (1, ?, ?)
+            "INSERT INTO owner (id, password_hash, updated_at) VALUES (1, $1, $2)
              ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
         )
         .bind(hash)
@@ -63,7 +63,7 @@ impl Store {
 
     /// Ends an owner session (after the decision it was opened for).
     pub async fn delete_owner_session(&self, hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM owner_sessions WHERE hash = ?")
+        sqlx::query("DELETE FROM owner_sessions WHERE hash = $1")
             .bind(hash)
             .execute(&self.writer)
             .await?;
@@ -118,7 +118,7 @@ impl Store {
             .bind(now)
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get::<bool, _>(0)?)
+        Ok(row.try_get::<i64, _>(0)? != 0)
     }
 }
 
@@ -134,10 +134,10 @@ impl OwnerToken {
     fn insert_sql(self) -> &'static str {
         match self {
             OwnerToken::Session => {
-                "INSERT INTO owner_sessions (hash, created_at, expires_at) VALUES (?, ?, ?)"
+                "INSERT INTO owner_sessions (hash, created_at, expires_at) VALUES ($1, $2, $3)"
             }
             OwnerToken::Device => {
-                "INSERT INTO owner_devices (hash, created_at, expires_at) VALUES (?, ?, ?)"
+                "INSERT INTO owner_devices (hash, created_at, expires_at) VALUES ($1, $2, $3)"
             }
         }
     }
@@ -145,10 +145,10 @@ impl OwnerToken {
     fn is_live_sql(self) -> &'static str {
         match self {
             OwnerToken::Session => {
-                "SELECT EXISTS (SELECT 1 FROM owner_sessions WHERE hash = ? AND expires_at > ?)"
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM owner_sessions WHERE hash = $1 AND expires_at > $2) THEN 1 ELSE 0 END"
             }
             OwnerToken::Device => {
-                "SELECT EXISTS (SELECT 1 FROM owner_devices WHERE hash = ? AND expires_at > ?)"
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM owner_devices WHERE hash = $1 AND expires_at > $2) THEN 1 ELSE 0 END"
             }
         }
     }

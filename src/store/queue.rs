@@ -2,13 +2,13 @@
 //! that reads the current status, checks the transition with `MessageStatus::can_move_to`,
 //! stamps the time, and writes the update that reports it (`updates.rs`).
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::clock::UnixSeconds;
 use crate::queue::message::MessageStatus;
 use crate::store::updates::insert_update;
-use crate::store::{Store, StoreError, UpdateRecord};
+use crate::store::{Engine, Store, StoreError, UpdateRecord, engine_of};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Store {
 
     /// Finds a message.
     pub async fn find_message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -154,28 +154,34 @@ impl Store {
         if targets.is_empty() {
             return Ok(None);
         }
-        let targets = serde_json::to_string(targets)
-            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let mut transaction = self.begin_write().await?;
-        let Some(row) = sqlx::query(
-            "SELECT id FROM messages
-             WHERE status = 'pending' AND target IN (SELECT value FROM json_each(?))
-             ORDER BY urgent DESC, created_at, rowid LIMIT 1",
-        )
-        .bind(targets)
-        .fetch_optional(&mut *transaction)
-        .await?
-        else {
+        let numbers: Vec<String> = (1..=targets.len()).map(|n| format!("${n}")).collect();
+        // Agents long-polling other replicas claim at the same moment: each takes the first
+        // row no one else has locked, so two never get the same task.
+        let skip_claimed = match self.engine {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let oldest = format!(
+            "SELECT id FROM messages WHERE status = 'pending' AND target IN ({})
+             ORDER BY urgent DESC, created_at, rowid LIMIT 1{skip_claimed}",
+            numbers.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(oldest));
+        for target in targets {
+            query = query.bind(target);
+        }
+        let Some(row) = query.fetch_optional(&mut *transaction).await? else {
             return Ok(None);
         };
         let id: String = row.try_get("id")?;
-        sqlx::query("UPDATE messages SET status = 'acknowledged', acknowledged_at = ?, claimed_by = ? WHERE id = ?")
+        sqlx::query("UPDATE messages SET status = 'acknowledged', acknowledged_at = $1, claimed_by = $2 WHERE id = $3")
             .bind(now)
             .bind(agent)
             .bind(&id)
             .execute(&mut *transaction)
             .await?;
-        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
             .bind(&id)
             .fetch_one(&mut *transaction)
             .await?;
@@ -199,9 +205,9 @@ impl Store {
     pub async fn open_counts(&self) -> Result<Vec<StatusCounts>, StoreError> {
         let rows = sqlx::query(
             "SELECT target,
-                    SUM(status = 'pending') AS pending,
-                    SUM(status = 'acknowledged') AS acknowledged,
-                    SUM(status = 'in_progress') AS in_progress
+                    COUNT(*) FILTER (WHERE status = 'pending') AS pending,
+                    COUNT(*) FILTER (WHERE status = 'acknowledged') AS acknowledged,
+                    COUNT(*) FILTER (WHERE status = 'in_progress') AS in_progress
              FROM messages WHERE status IN ('pending', 'acknowledged', 'in_progress')
              GROUP BY target ORDER BY target",
         )
@@ -226,7 +232,7 @@ impl Store {
         target: Option<&str>,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM messages WHERE status = 'in_progress' AND (? IS NULL OR target = ?)
+            "SELECT * FROM messages WHERE status = 'in_progress' AND ($1 IS NULL OR target = $2)
              ORDER BY started_at, rowid LIMIT 1",
         )
         .bind(target)
@@ -243,7 +249,7 @@ impl Store {
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM messages WHERE status IN ('pending', 'acknowledged', 'in_progress')
-               AND (? IS NULL OR target = ?)
+               AND ($1 IS NULL OR target = $2)
              ORDER BY created_at, rowid",
         )
         .bind(target)
@@ -258,7 +264,7 @@ impl Store {
 /// transaction; nothing is committed, and a refusal writes nothing.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn apply_update(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     message_id: &str,
     next: Option<MessageStatus>,
     content: &str,
@@ -266,7 +272,11 @@ pub(crate) async fn apply_update(
     claimed_by: Option<&str>,
     now: UnixSeconds,
 ) -> Result<TransitionOutcome, StoreError> {
-    let Some(row) = sqlx::query("SELECT * FROM messages WHERE id = ?")
+    let current = format!(
+        "SELECT * FROM messages WHERE id = $1{}",
+        engine_of(connection).lock_row()
+    );
+    let Some(row) = sqlx::query(AssertSqlSafe(current))
         .bind(message_id)
         .fetch_optional(&mut *connection)
         .await?
@@ -296,13 +306,13 @@ pub(crate) async fn apply_update(
         // `acknowledged_at`, so every time before the current status is set.
         sqlx::query(
             "UPDATE messages SET
-               status = ?1,
-               acknowledged_at = CASE WHEN ?1 IN ('acknowledged', 'in_progress', 'complete', 'error')
-                                      THEN COALESCE(acknowledged_at, ?2) ELSE acknowledged_at END,
-               started_at = CASE WHEN ?1 = 'in_progress' THEN ?2 ELSE started_at END,
-               finished_at = CASE WHEN ?1 IN ('complete', 'error', 'cancelled') THEN ?2 ELSE finished_at END,
-               claimed_by = COALESCE(?3, claimed_by)
-             WHERE id = ?4",
+               status = $1,
+               acknowledged_at = CASE WHEN $1 IN ('acknowledged', 'in_progress', 'complete', 'error')
+                                      THEN COALESCE(acknowledged_at, $2) ELSE acknowledged_at END,
+               started_at = CASE WHEN $1 = 'in_progress' THEN $2 ELSE started_at END,
+               finished_at = CASE WHEN $1 IN ('complete', 'error', 'cancelled') THEN $2 ELSE finished_at END,
+               claimed_by = COALESCE($3, claimed_by)
+             WHERE id = $4",
         )
         .bind(next.as_str())
         .bind(now)
@@ -322,7 +332,7 @@ pub(crate) async fn apply_update(
         now,
     )
     .await?;
-    let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+    let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
         .bind(message_id)
         .fetch_one(&mut *connection)
         .await?;
@@ -334,12 +344,12 @@ pub(crate) fn parse_status(text: &str) -> Result<MessageStatus, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
 }
 
-pub(crate) fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+pub(crate) fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
     Ok(MessageRecord {
         id: row.try_get("id")?,
         target: row.try_get("target")?,
         content: row.try_get("content")?,
-        urgent: row.try_get("urgent")?,
+        urgent: row.try_get::<i64, _>("urgent")? != 0,
         status: parse_status(&row.try_get::<String, _>("status")?)?,
         sender: row.try_get("sender")?,
         created_at: row.try_get("created_at")?,

@@ -44,7 +44,7 @@ impl Store {
     /// The revocations logged after `after`.
     pub async fn revocations_since(&self, after: i64) -> Result<RevocationsSince, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, grant_id, jti FROM revocation_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, grant_id, jti FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(i64::try_from(MAX_READ).unwrap_or(i64::MAX))

@@ -2,7 +2,7 @@
 //! rotating a refresh token are each one transaction, and losing the race counts as reuse.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::clock::UnixSeconds;
 use crate::store::{Store, StoreError};
@@ -63,7 +63,7 @@ pub struct Rotation {
 impl Store {
     /// Finds an authorization code by its hash.
     pub async fn find_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM authorization_codes WHERE hash = ?")
+        let row = sqlx::query("SELECT * FROM authorization_codes WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -91,7 +91,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
         let result = sqlx::query(
-            "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+            "UPDATE authorization_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL",
         )
         .bind(now)
         .bind(code_hash)
@@ -101,7 +101,7 @@ impl Store {
             return Ok(false);
         }
         insert_refresh(&mut transaction, refresh).await?;
-        sqlx::query("UPDATE clients SET last_used_at = ? WHERE id = (SELECT client_id FROM authorization_codes WHERE hash = ?)")
+        sqlx::query("UPDATE clients SET last_used_at = $1 WHERE id = (SELECT client_id FROM authorization_codes WHERE hash = $2)")
             .bind(now)
             .bind(code_hash)
             .execute(&mut *transaction)
@@ -115,7 +115,7 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Option<RefreshRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE hash = ?")
+        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -133,9 +133,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
         let result = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, grace_until = ?, grace_sealed = ?,
-               rotated_from_ip = ?
-             WHERE hash = ? AND rotated_at IS NULL",
+            "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, grace_until = $3, grace_sealed = $4,
+               rotated_from_ip = $5
+             WHERE hash = $6 AND rotated_at IS NULL",
         )
         .bind(now)
         .bind(&rotation.successor.hash)
@@ -149,7 +149,7 @@ impl Store {
             return Ok(false);
         }
         // The holder has moved on to this token, so its predecessor's retry window ends.
-        sqlx::query("UPDATE refresh_tokens SET grace_until = NULL, grace_sealed = NULL WHERE successor_hash = ?")
+        sqlx::query("UPDATE refresh_tokens SET grace_until = NULL, grace_sealed = NULL WHERE successor_hash = $1")
             .bind(old_hash)
             .execute(&mut *transaction)
             .await?;
@@ -160,11 +160,11 @@ impl Store {
 }
 
 async fn insert_refresh(
-    transaction: &mut sqlx::SqliteConnection,
+    transaction: &mut sqlx::AnyConnection,
     refresh: &RefreshRecord,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO refresh_tokens (hash, grant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO refresh_tokens (hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(&refresh.hash)
     .bind(&refresh.grant_id)
@@ -175,7 +175,7 @@ async fn insert_refresh(
     Ok(())
 }
 
-fn refresh_from_row(row: &SqliteRow) -> Result<RefreshRecord, StoreError> {
+fn refresh_from_row(row: &AnyRow) -> Result<RefreshRecord, StoreError> {
     Ok(RefreshRecord {
         hash: row.try_get("hash")?,
         grant_id: row.try_get("grant_id")?,

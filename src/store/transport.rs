@@ -40,7 +40,7 @@ impl Store {
         target: &str,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM messages WHERE target = ? AND status = 'pending' AND delivered_at IS NULL
+            "SELECT * FROM messages WHERE target = $1 AND status = 'pending' AND delivered_at IS NULL
              ORDER BY urgent DESC, created_at, rowid LIMIT 1",
         )
         .bind(target)
@@ -58,7 +58,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
-        sqlx::query("UPDATE messages SET delivered_at = ?, transport_ref = ? WHERE id = ?")
+        sqlx::query("UPDATE messages SET delivered_at = $1, transport_ref = $2 WHERE id = $3")
             .bind(now)
             .bind(external_refs.first())
             .bind(message_id)
@@ -66,7 +66,9 @@ impl Store {
             .await?;
         for external_ref in external_refs {
             sqlx::query(
-                "INSERT OR REPLACE INTO transport_refs (target, external_ref, message_id, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO transport_refs (target, external_ref, message_id, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (target, external_ref) DO UPDATE SET message_id = excluded.message_id,
+                   created_at = excluded.created_at",
             )
             .bind(target)
             .bind(external_ref)
@@ -87,7 +89,7 @@ impl Store {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT messages.* FROM transport_refs JOIN messages ON messages.id = transport_refs.message_id
-             WHERE transport_refs.target = ? AND transport_refs.external_ref = ?",
+             WHERE transport_refs.target = $1 AND transport_refs.external_ref = $2",
         )
         .bind(target)
         .bind(external_ref)
@@ -98,7 +100,7 @@ impl Store {
 
     /// A transport's stored value.
     pub async fn transport_state(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT value FROM transport_state WHERE key = ?")
+        let row = sqlx::query("SELECT value FROM transport_state WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
@@ -107,7 +109,7 @@ impl Store {
 
     /// Whether an incoming event was handled before.
     pub async fn event_seen(&self, target: &str, event_id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM transport_seen WHERE target = ? AND event_id = ?")
+        let row = sqlx::query("SELECT 1 FROM transport_seen WHERE target = $1 AND event_id = $2")
             .bind(target)
             .bind(event_id)
             .fetch_optional(&self.pool)
@@ -194,12 +196,12 @@ impl Store {
 /// Marks the receipt's event handled and stores its state; false (with the state stored all
 /// the same) when the event was handled before.
 async fn mark_seen(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     receipt: &Receipt,
     now: UnixSeconds,
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
-        "INSERT OR IGNORE INTO transport_seen (target, event_id, seen_at) VALUES (?, ?, ?)",
+        "INSERT INTO transport_seen (target, event_id, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(&receipt.target)
     .bind(&receipt.event_id)
@@ -208,7 +210,7 @@ async fn mark_seen(
     .await?;
     if let Some((key, value)) = &receipt.state_after {
         sqlx::query(
-            "INSERT INTO transport_state (key, value, updated_at) VALUES (?, ?, ?)
+            "INSERT INTO transport_state (key, value, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
         .bind(key)

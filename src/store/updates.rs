@@ -2,7 +2,7 @@
 //! pull them by.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::clock::UnixSeconds;
 use crate::queue::message::MessageStatus;
@@ -51,11 +51,11 @@ impl Store {
     ) -> Result<Vec<UpdateRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM updates
-             WHERE seq > COALESCE(?, 0)
-               AND created_at > COALESCE(?, -9223372036854775807)
-               AND (? IS NULL OR message_id = ?)
-               AND (? IS NULL OR target = ?)
-             ORDER BY seq LIMIT ?",
+             WHERE seq > COALESCE($1, 0)
+               AND created_at > COALESCE($2, -9223372036854775807)
+               AND ($3 IS NULL OR message_id = $4)
+               AND ($5 IS NULL OR target = $6)
+             ORDER BY seq LIMIT $7",
         )
         .bind(filter.after_seq)
         .bind(filter.after_time)
@@ -87,7 +87,7 @@ impl Store {
 
     /// A client's read cursor.
     pub async fn client_cursor(&self, client_id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT seq FROM client_cursors WHERE client_id = ?")
+        let row = sqlx::query("SELECT seq FROM client_cursors WHERE client_id = $1")
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -97,8 +97,9 @@ impl Store {
     /// Moves a client's read cursor forward (never back).
     pub async fn advance_client_cursor(&self, client_id: &str, seq: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO client_cursors (client_id, seq) VALUES (?, ?)
-             ON CONFLICT (client_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            "INSERT INTO client_cursors (client_id, seq) VALUES ($1, $2)
+             ON CONFLICT (client_id) DO UPDATE SET seq = excluded.seq
+             WHERE excluded.seq > client_cursors.seq",
         )
         .bind(client_id)
         .bind(seq)
@@ -109,7 +110,7 @@ impl Store {
 }
 
 pub(crate) async fn insert_update(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     message_id: Option<&str>,
     target: &str,
     content: &str,
@@ -118,7 +119,7 @@ pub(crate) async fn insert_update(
     now: UnixSeconds,
 ) -> Result<UpdateRecord, StoreError> {
     let row = sqlx::query(
-        "INSERT INTO updates (message_id, target, content, status, source, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+        "INSERT INTO updates (message_id, target, content, status, source, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
     )
     .bind(message_id)
     .bind(target)
@@ -131,7 +132,7 @@ pub(crate) async fn insert_update(
     update_from_row(&row)
 }
 
-fn update_from_row(row: &SqliteRow) -> Result<UpdateRecord, StoreError> {
+fn update_from_row(row: &AnyRow) -> Result<UpdateRecord, StoreError> {
     Ok(UpdateRecord {
         seq: row.try_get("seq")?,
         message_id: row.try_get("message_id")?,

@@ -22,7 +22,7 @@ impl Store {
     /// The pinned tools of `upstream`.
     pub async fn pinned_tools(&self, upstream: &str) -> Result<Vec<PinnedToolRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, definition, pinned_at, drift FROM upstream_tools WHERE upstream = ? ORDER BY name",
+            "SELECT name, definition, pinned_at, drift FROM upstream_tools WHERE upstream = $1 ORDER BY name",
         )
         .bind(upstream)
         .fetch_all(&self.pool)
@@ -48,7 +48,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO upstream_tools (upstream, name, definition, pinned_at, drift) VALUES (?, ?, ?, ?, NULL)
+            "INSERT INTO upstream_tools (upstream, name, definition, pinned_at, drift) VALUES ($1, $2, $3, $4, NULL)
              ON CONFLICT (upstream, name) DO UPDATE SET definition = excluded.definition,
                pinned_at = excluded.pinned_at, drift = NULL",
         )
@@ -68,7 +68,7 @@ impl Store {
         name: &str,
         drift: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE upstream_tools SET drift = ? WHERE upstream = ? AND name = ?")
+        sqlx::query("UPDATE upstream_tools SET drift = $1 WHERE upstream = $2 AND name = $3")
             .bind(drift)
             .bind(upstream)
             .bind(name)
