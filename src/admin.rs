@@ -36,7 +36,7 @@ pub enum AdminError {
 }
 
 async fn open(config: &Config) -> Result<AuthServer, AdminError> {
-    let store = Store::open(&config.database_path()).await?;
+    let store = Store::open_at(&config.store_location()).await?;
     Ok(AuthServer::open(
         store,
         Arc::new(SystemClock),
@@ -174,7 +174,7 @@ pub async fn revoke_client(config: &Config, client_id: &str) -> Result<String, A
 }
 
 async fn open_agents(config: &Config) -> Result<Agents, AdminError> {
-    let store = Store::open(&config.database_path()).await?;
+    let store = Store::open_at(&config.store_location()).await?;
     let targets = config
         .targets
         .iter()
@@ -325,18 +325,20 @@ pub async fn telegram_check(config: &Config) -> Result<String, AdminError> {
 /// `config check`.
 pub fn describe_config(config: &Config) -> String {
     format!(
-        "configuration is valid\n  listen      {}\n  public_url  {}\n  mcp         {}\n  data_dir    {}\n  approval    {}\n",
+        "configuration is valid\n  listen      {}\n  public_url  {}\n  mcp         {}\n  data_dir    {}\n  store       {} {}\n  approval    {}\n",
         config.listen,
         config.public_url,
         config.mcp_resource(),
         config.data_dir.display(),
+        config.store_location().engine().as_str(),
+        config.store_location().describe(),
         config.approval.as_str()
     )
 }
 
 /// `upstreams list`.
 pub async fn list_upstreams(config: &Config) -> Result<String, AdminError> {
-    let store = Store::open(&config.database_path()).await?;
+    let store = Store::open_at(&config.store_location()).await?;
     let live = match config.internal_listen {
         Some(address) => crate::upstream::http::fetch_live_state(address).await,
         None => None,
@@ -355,7 +357,7 @@ pub async fn approve_upstream(config: &Config, name: &str) -> Result<String, Adm
         .ok_or_else(|| {
             AdminError::Upstream(format!("no upstream named {name} in the configuration"))
         })?;
-    let store = Store::open(&config.database_path()).await?;
+    let store = Store::open_at(&config.store_location()).await?;
     let shim = std::env::current_exe().map_err(|error| AdminError::Upstream(error.to_string()))?;
     crate::upstream::operator::approve(
         upstream,

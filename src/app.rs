@@ -94,7 +94,7 @@ impl App {
 
     /// Builds the gateway with the given clock (tests use a manual one).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, AppError> {
-        let store = Store::open(&config.database_path()).await?;
+        let store = Store::open_at(&config.store_location()).await?;
         let auth = AuthServer::open(
             store.clone(),
             clock.clone(),

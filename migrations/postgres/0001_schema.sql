@@ -20,7 +20,10 @@ CREATE TABLE clients (
     created_at          BIGINT NOT NULL,
     authorized_at       BIGINT,              -- first owner approval; NULL clients are swept
     last_used_at        BIGINT,
-    first_authorize_at  BIGINT               -- 0005
+    first_authorize_at  BIGINT,              -- 0005
+    -- Stands in for SQLite's implicit rowid (insertion order): evicting the oldest unapproved
+    -- clients breaks ties between clients registered in the same second by it.
+    rowid               BIGINT GENERATED ALWAYS AS IDENTITY
 );
 CREATE INDEX clients_unapproved ON clients (created_at) WHERE authorized_at IS NULL;
 

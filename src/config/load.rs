@@ -76,6 +76,7 @@ impl Config {
                 // defaults are serialised, and would otherwise count as unknown.
                 let every_key = Config {
                     internal_listen: Some(Config::default().listen),
+                    database_url: Some(crate::secrets::Secret::new("")),
                     ..Config::default()
                 };
                 let defaults = Value::serialize(every_key)
@@ -95,6 +96,7 @@ impl Config {
         let listen = reader.read("listen");
         let public_url = reader.read("public_url");
         let data_dir = reader.read("data_dir");
+        let database_url = reader.read_optional("database_url");
         let approval = reader.read("approval");
         let trusted_proxies = reader.read("trusted_proxies");
         let log_format = reader.read("log_format");
@@ -110,6 +112,7 @@ impl Config {
             Some(listen),
             Some(public_url),
             Some(data_dir),
+            Some(database_url),
             Some(approval),
             Some(trusted_proxies),
             Some(log_format),
@@ -124,6 +127,7 @@ impl Config {
             listen,
             public_url,
             data_dir,
+            database_url,
             approval,
             trusted_proxies,
             log_format,
@@ -142,6 +146,7 @@ impl Config {
             listen,
             public_url,
             data_dir,
+            database_url,
             approval,
             trusted_proxies,
             log_format,

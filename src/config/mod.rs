@@ -35,8 +35,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The public origin: the OAuth issuer and the root of every absolute URL we publish.
     pub public_url: PublicUrl,
-    /// Where the SQLite store lives.
+    /// Where the SQLite store lives (and, on any engine, files only this host needs).
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the store lives in that PostgreSQL database, shared by every
+    /// replica, instead of a SQLite file in `data_dir`. Usually set as `NEXUS_DATABASE_URL`,
+    /// since it may carry a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<crate::secrets::Secret>,
     /// Who approves authorization requests.
     pub approval: ApprovalMode,
     /// Peers whose `X-Forwarded-For` is believed (the reverse proxy).
@@ -306,6 +311,7 @@ impl Default for Config {
             listen,
             public_url: PublicUrl::of_listener(listen),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             approval: ApprovalMode::Password,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Pretty,
@@ -385,8 +391,17 @@ impl Config {
         self.public_url.join(crate::http::paths::MCP)
     }
 
-    /// Where the SQLite file lives.
+    /// Where the SQLite file lives (the store, unless `database_url` names PostgreSQL).
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("nexus-gateway.sqlite3")
+    }
+
+    /// Where the store lives: the PostgreSQL database `database_url` names, else the SQLite
+    /// file in `data_dir`.
+    pub fn store_location(&self) -> crate::store::StoreLocation {
+        match &self.database_url {
+            Some(url) => crate::store::StoreLocation::Postgres(url.expose().to_owned()),
+            None => crate::store::StoreLocation::Sqlite(self.database_path()),
+        }
     }
 }

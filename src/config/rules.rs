@@ -18,6 +18,11 @@ impl Config {
                 message,
             })
         };
+        if let Some(url) = &self.database_url
+            && let Err(message) = check_database_url(url.expose())
+        {
+            problem("database_url", message);
+        }
         if self.approval == ApprovalMode::Auto {
             // Behind a proxy on the same host, a loopback listener is reachable from anywhere;
             // only a gateway that is local end to end may approve without asking.
@@ -231,4 +236,20 @@ impl Config {
         ));
         problems
     }
+}
+
+/// A `database_url` must name a PostgreSQL database; the message never repeats the URL, which
+/// may carry a password.
+fn check_database_url(url: &str) -> Result<(), String> {
+    let parsed = Url::parse(url).map_err(|error| format!("not a URL ({error})"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "must be a postgres:// URL, not {}:// (leave it unset for the SQLite file in data_dir)",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) && !url.contains("host=") {
+        return Err("names no host".into());
+    }
+    Ok(())
 }

@@ -144,6 +144,17 @@ impl AuthServer {
         {
             return Err(fail(ErrorCode::InvalidRequest, "state is too long"));
         }
+        // RFC 6749 allows only visible ASCII and spaces; a control character (NUL above all,
+        // which PostgreSQL cannot store) has no business in it.
+        if state
+            .as_ref()
+            .is_some_and(|state| state.chars().any(char::is_control))
+        {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "state must not contain control characters",
+            ));
+        }
         match request.response_type.as_deref() {
             Some("code") => {}
             None => return Err(fail(ErrorCode::InvalidRequest, "response_type is required")),

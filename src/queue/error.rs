@@ -13,6 +13,9 @@ pub enum QueueError {
     /// The message text is too long.
     #[error("the message is longer than {max} bytes", max = crate::queue::message::MAX_MESSAGE_BYTES)]
     MessageTooLong,
+    /// The message text holds a NUL character.
+    #[error("the message contains a NUL character (U+0000), which cannot be stored")]
+    NulInMessage,
     /// No target by that name.
     #[error("unknown target `{name}`; known targets: {}", known.join(", "))]
     UnknownTarget {
@@ -61,6 +64,7 @@ impl From<ContentProblem> for QueueError {
         match problem {
             ContentProblem::Empty => QueueError::EmptyMessage,
             ContentProblem::TooLong => QueueError::MessageTooLong,
+            ContentProblem::NulCharacter => QueueError::NulInMessage,
         }
     }
 }

@@ -135,6 +135,8 @@ pub enum ContentProblem {
     Empty,
     /// Over `MAX_MESSAGE_BYTES`.
     TooLong,
+    /// Holds a NUL character, which PostgreSQL text cannot store (and no person types).
+    NulCharacter,
 }
 
 /// Checks a message text.
@@ -143,6 +145,8 @@ pub fn check_content(content: &str) -> Result<(), ContentProblem> {
         Err(ContentProblem::Empty)
     } else if content.len() > MAX_MESSAGE_BYTES {
         Err(ContentProblem::TooLong)
+    } else if content.contains('\0') {
+        Err(ContentProblem::NulCharacter)
     } else {
         Ok(())
     }
@@ -220,6 +224,10 @@ mod tests {
             Err(ContentProblem::TooLong)
         );
         assert_eq!(check_content("hello"), Ok(()));
+        assert_eq!(
+            check_content("nul\0byte"),
+            Err(ContentProblem::NulCharacter)
+        );
         assert_eq!(content_hash("a"), content_hash("a"));
         assert_ne!(content_hash("a"), content_hash("a "));
         assert!(is_valid_target_name("nexus:felt"));

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::clock::UnixSeconds;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, names_nothing};
 
 /// A stored agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,9 @@ impl Store {
 
     /// The live agent with this name.
     pub async fn find_live_agent(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        if names_nothing(name) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT * FROM agents WHERE name = $1 AND revoked_at IS NULL")
             .bind(name)
             .fetch_optional(&self.pool)

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use crate::clock::UnixSeconds;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, names_nothing};
 
 /// A client as stored.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl Store {
             evicted = sqlx::query(
                 "DELETE FROM clients WHERE id IN (
                    SELECT id FROM clients WHERE authorized_at IS NULL AND id != $1
-                   ORDER BY first_authorize_at IS NOT NULL, created_at LIMIT $2)",
+                   ORDER BY first_authorize_at IS NOT NULL, created_at, rowid LIMIT $2)",
             )
             .bind(&client.id)
             .bind(excess)
@@ -118,6 +118,9 @@ impl Store {
 
     /// Finds a client by its identifier.
     pub async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::clock::UnixSeconds;
-use crate::store::{CodeRecord, Store, StoreError};
+use crate::store::{CodeRecord, Store, StoreError, names_nothing};
 
 /// An `/authorize` request waiting for the owner's decision.
 #[derive(Debug, Clone)]
@@ -150,6 +150,9 @@ impl Store {
         id: &str,
         now: UnixSeconds,
     ) -> Result<Option<AuthorizationRequestRecord>, StoreError> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         let row =
             sqlx::query("SELECT * FROM authorization_requests WHERE id = $1 AND expires_at > $2")
                 .bind(id)
@@ -266,6 +269,9 @@ impl Store {
         &self,
         name_or_id: &str,
     ) -> Result<Option<GrantRecord>, StoreError> {
+        if names_nothing(name_or_id) {
+            return Ok(None);
+        }
         let row = sqlx::query(
             "SELECT * FROM grants WHERE kind = 'bearer' AND revoked_at IS NULL AND (name = $1 OR id = $2)",
         )

@@ -294,6 +294,12 @@ fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
 /// runs) before failing.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// Whether `key` cannot name a stored row: PostgreSQL text holds no NUL character, and asking
+/// it for one is an error, not an empty answer. Lookups by what a request carried check first.
+fn names_nothing(key: &str) -> bool {
+    key.contains('\0')
+}
+
 /// The engine a connection belongs to (helpers that run inside a caller's transaction ask it).
 fn engine_of(connection: &AnyConnection) -> Engine {
     if connection.backend_name() == "PostgreSQL" {

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::clock::UnixSeconds;
 use crate::queue::message::MessageStatus;
 use crate::store::updates::insert_update;
-use crate::store::{Engine, Store, StoreError, UpdateRecord, engine_of};
+use crate::store::{Engine, Store, StoreError, UpdateRecord, engine_of, names_nothing};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +104,9 @@ impl Store {
 
     /// Finds a message.
     pub async fn find_message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)

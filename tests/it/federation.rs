@@ -341,13 +341,17 @@ async fn drift_keeps_the_pinned_text_and_a_changed_schema_stops_calls_until_appr
         ),
     )
     .expect("config");
-    let approved = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-gateway"))
+    let mut approve = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-gateway"));
+    approve
         .args(["--config"])
         .arg(&config_file)
         .args(["upstreams", "approve", "fx"])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("approve runs");
+        .env_remove("RUST_LOG");
+    // On the suite's PostgreSQL, the operator's command reaches the same database.
+    if let Some(url) = &app.config.database_url {
+        approve.env("NEXUS_DATABASE_URL", url.expose());
+    }
+    let approved = approve.output().expect("approve runs");
     let report = String::from_utf8_lossy(&approved.stdout);
     assert!(
         approved.status.success(),
@@ -574,7 +578,7 @@ async fn upstreams_list_shows_the_live_state_pins_and_drift() {
         .await
         .expect("json");
     assert_eq!(live["fx"]["state"], "ready", "{live}");
-    let store = nexus_gateway::store::Store::open(&app.config.database_path())
+    let store = nexus_gateway::store::Store::open_at(&app.config.store_location())
         .await
         .expect("store");
     let listed = nexus_gateway::upstream::operator::list(&app.config.upstreams, &store, Some(live))

@@ -113,7 +113,7 @@ fn forge(claims: &Value, header: &str, signature: &str) -> String {
 /// Signs `claims` (with `overrides`) with the gateway's own private key, as an insider would:
 /// the signature is valid, so only the claim checks can refuse it.
 async fn sign_with_gateway_key(app: &TestApp, overrides: Value, claims: &Value) -> String {
-    let store = Store::open(&database_file(app.data_dir.path()))
+    let store = Store::open_at(&app.config.store_location())
         .await
         .expect("store");
     let keys = store

@@ -15,6 +15,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{
-    PROTECTED, Pkce, REDIRECT_URI, TestApp, assert_oauth_error, database_file, redirect_params,
-    spawn_app, spawn_app_with,
+    PROTECTED, Pkce, REDIRECT_URI, TestApp, assert_oauth_error, redirect_params, spawn_app,
+    spawn_app_with,
 };

@@ -148,7 +148,7 @@ fn maximal_registration(index: usize) -> Value {
 #[tokio::test]
 async fn a_minute_of_maximal_registrations_stores_well_under_a_megabyte() {
     let app = spawn_app().await;
-    let store = Store::open(&app.config.database_path())
+    let store = Store::open_at(&app.config.store_location())
         .await
         .expect("store");
     let before = store.size_bytes().await.expect("size");
@@ -200,7 +200,7 @@ async fn clients_that_never_start_an_authorization_are_gone_within_minutes() {
     let query = app.authorize_query(&started, &pkce, "s");
     let pairs: Vec<(&str, &str)> = query.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_eq!(app.authorize(&pairs).await.status(), StatusCode::OK);
-    let store = Store::open(&app.config.database_path())
+    let store = Store::open_at(&app.config.store_location())
         .await
         .expect("store");
     app.clock.advance(10 * 60 + 1);
@@ -240,7 +240,7 @@ async fn past_the_cap_the_oldest_unapproved_clients_are_evicted() {
     for _ in 0..503 {
         ids.push(app.register_client("none").await.client_id);
     }
-    let store = Store::open(&app.config.database_path())
+    let store = Store::open_at(&app.config.store_location())
         .await
         .expect("store");
     for (index, id) in ids.iter().enumerate() {

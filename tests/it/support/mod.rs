@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod mcp;
+pub mod postgres;
 pub use mcp::*;
 
 /// The redirect URI test clients register.
@@ -91,6 +92,7 @@ pub async fn spawn_in(
         approval: ApprovalMode::Auto,
         ..Config::default()
     };
+    postgres::use_suite_engine(&mut config).await;
     adjust(&mut config);
     let clock = ManualClock::starting_now();
     let app = App::build_with_clock(config.clone(), Arc::new(clock.clone()))

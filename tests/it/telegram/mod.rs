@@ -49,6 +49,7 @@ async fn built_with_bot(fake: &FakeTelegram) -> (App, TempDir) {
         ..Config::default()
     };
     bot_target(&mut config, fake, |_| {});
+    crate::support::postgres::use_suite_engine(&mut config).await;
     let app = App::build_with_clock(config, Arc::new(SystemClock))
         .await
         .expect("app builds");
@@ -99,29 +100,54 @@ fn tag(task_id: &str) -> String {
 }
 
 /// Makes the gateway's database refuse to record anything said in Telegram (a trigger on the
-/// real file, as a full disk would), until `allow_replies`.
+/// real database, as a full disk would), until `allow_replies`.
 async fn refuse_replies(data_dir: &Path) {
     on_database(
         data_dir,
         "CREATE TRIGGER refuse_telegram_replies BEFORE INSERT ON updates
          WHEN NEW.source LIKE 'telegram:%'
          BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        "CREATE FUNCTION refuse_telegram_replies() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.source LIKE 'telegram:%' THEN RAISE EXCEPTION 'injected failure'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_telegram_replies BEFORE INSERT ON updates
+             FOR EACH ROW EXECUTE FUNCTION refuse_telegram_replies();",
     )
     .await;
 }
 
 /// Ends `refuse_replies`.
 async fn allow_replies(data_dir: &Path) {
-    on_database(data_dir, "DROP TRIGGER refuse_telegram_replies").await;
+    on_database(
+        data_dir,
+        "DROP TRIGGER refuse_telegram_replies",
+        "DROP TRIGGER refuse_telegram_replies ON updates;
+         DROP FUNCTION refuse_telegram_replies();",
+    )
+    .await;
 }
 
-async fn on_database(data_dir: &Path, statement: &'static str) {
+/// Runs `sqlite` on the data directory's SQLite file, or `postgres` on its PostgreSQL
+/// database when the suite runs there.
+async fn on_database(data_dir: &Path, sqlite: &'static str, postgres: &'static str) {
     use sqlx::Connection;
+    if let Some(server) = crate::support::postgres::postgres_server() {
+        let url = crate::support::postgres::database_for(&server, data_dir).await;
+        let mut connection = sqlx::PgConnection::connect(&url).await.expect("database");
+        sqlx::raw_sql(postgres)
+            .execute(&mut connection)
+            .await
+            .expect("statement");
+        connection.close().await.expect("closed");
+        return;
+    }
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(database_file(data_dir));
     let mut connection = sqlx::SqliteConnection::connect_with(&options)
         .await
         .expect("database");
-    sqlx::query(statement)
+    sqlx::query(sqlite)
         .execute(&mut connection)
         .await
         .expect("statement");
