@@ -13,7 +13,7 @@ use crate::oauth::{AuthServer, AuthSettings};
 use crate::queue::agents::Agents;
 use crate::queue::error::QueueError;
 use crate::queue::rfc3339;
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 
 /// A failed admin command, with a message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ pub enum AdminError {
     /// An upstream command failed.
     #[error("{0}")]
     Upstream(String),
+    /// Copying the store was refused or failed.
+    #[error(transparent)]
+    Copy(#[from] crate::store::CopyError),
 }
 
 async fn open(config: &Config) -> Result<AuthServer, AdminError> {
@@ -375,4 +378,49 @@ pub async fn import_upstreams(file: &std::path::Path) -> Result<String, AdminErr
     crate::upstream::operator::import(file, &shim)
         .await
         .map_err(AdminError::Upstream)
+}
+
+/// `migrate-store --to URL`: copies the SQLite store in `data_dir` into the empty PostgreSQL
+/// database `to` names, all or nothing. The URL is never printed with its password.
+pub async fn migrate_store(config: &Config, to: &str) -> Result<String, AdminError> {
+    match url::Url::parse(to) {
+        Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {}
+        Ok(url) => {
+            return Err(AdminError::Invalid(format!(
+                "--to must be a postgres:// URL, not {}://",
+                url.scheme()
+            )));
+        }
+        Err(error) => {
+            return Err(AdminError::Invalid(format!(
+                "--to must be a postgres:// URL ({error})"
+            )));
+        }
+    }
+    if config.database_url.is_some() {
+        return Err(AdminError::Invalid(
+            "database_url is set, so this gateway's store is already PostgreSQL: migrate-store copies the SQLite file in data_dir (unset database_url and NEXUS_DATABASE_URL to run it)".into(),
+        ));
+    }
+    let path = config.database_path();
+    if !path.is_file() {
+        return Err(AdminError::Invalid(format!(
+            "no SQLite store at {}: nothing to copy (is data_dir right?)",
+            path.display()
+        )));
+    }
+    let source = Store::open(&path).await?;
+    let location = StoreLocation::Postgres(to.to_owned());
+    let target = Store::open_at(&location).await?;
+    let copied = source.copy_into_empty(&target).await?;
+    let mut out = format!("copied {} into {}:\n", path.display(), location.describe());
+    for table in &copied {
+        let _ = writeln!(out, "  {:<24}{:>10} rows", table.table, table.rows);
+    }
+    let _ = writeln!(
+        out,
+        "next: set database_url (or NEXUS_DATABASE_URL) to that database, start the gateway(s), and keep {} as a backup",
+        path.display()
+    );
+    Ok(out)
 }

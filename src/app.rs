@@ -84,6 +84,8 @@ pub struct App {
     stopping: CancellationToken,
     internal_listener: Option<TcpListener>,
     upstream_shim: Option<std::path::PathBuf>,
+    // The store handle, for listening to other replicas' changes once serving starts.
+    store: Store,
 }
 
 impl App {
@@ -114,6 +116,7 @@ impl App {
             stopping.clone(),
         );
         let store_for_upstreams = store.clone();
+        let store_for_changes = store.clone();
         let agents = Agents::new(
             store,
             clock.clone(),
@@ -124,7 +127,7 @@ impl App {
                 .collect(),
         );
         let metrics = Metrics::default();
-        let telegram = Arc::new(telegram::build_targets(&config, &queue, &auth, &metrics)?);
+        let telegram = Arc::new(telegram::build_targets(&config, &queue, &auth, &metrics).await?);
         let generated_owner_passphrase = match config.approval {
             ApprovalMode::Password => auth.ensure_owner_credential().await?,
             ApprovalMode::Auto => {
@@ -172,6 +175,7 @@ impl App {
             stopping,
             internal_listener: None,
             upstream_shim: std::env::current_exe().ok(),
+            store: store_for_changes,
         })
     }
 
@@ -231,6 +235,25 @@ impl App {
             }
         });
         let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
+        // Several replicas on PostgreSQL: wake what waits here for what the others commit.
+        match self.store.watch_changes(stopping.clone()).await {
+            Ok(Some(feed)) => {
+                tokio::spawn({
+                    let queue = self.state.queue.clone();
+                    let changes = feed.subscribe();
+                    async move { queue.follow(changes).await }
+                });
+                tokio::spawn({
+                    let auth = self.state.auth.clone();
+                    let changes = feed.subscribe();
+                    async move { auth.follow(changes).await }
+                });
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(error = %error, "cannot listen for other replicas' changes; they reach this one only by polling");
+            }
+        }
         tokio::spawn(watch_revocations(self.state.auth.clone(), stopping.clone()));
         match self.upstream_shim.clone() {
             Some(shim) => {

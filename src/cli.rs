@@ -46,6 +46,21 @@ pub enum Command {
     /// Manage the upstream MCP servers whose tools are published.
     #[command(subcommand)]
     Upstreams(UpstreamsCommand),
+    /// Copy the SQLite store in data_dir into an empty PostgreSQL database.
+    ///
+    /// Everything moves: clients, grants, refresh tokens, signing keys, the owner, the queue,
+    /// updates and cursors, agents, transport state, so nobody has to log in again. Stop the
+    /// gateway first (what it writes during the copy stays behind). The copy is one
+    /// transaction: all of it or nothing. It refuses a database that holds any data. The
+    /// target's user must be allowed to `SET session_replication_role` (a superuser, or on
+    /// PostgreSQL 15 and later a user granted it), which turns the triggers off while rows are
+    /// copied. Then set database_url (or NEXUS_DATABASE_URL) to the target and start the
+    /// gateway(s); keep the SQLite file as a backup.
+    MigrateStore {
+        /// The empty PostgreSQL database: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 /// `upstreams ...`

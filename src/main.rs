@@ -85,6 +85,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Upstreams(UpstreamsCommand::Import { file }) => {
             admin::import_upstreams(&file).await?
         }
+        Command::MigrateStore { to } => admin::migrate_store(&config, &to).await?,
     };
     print!("{output}");
     Ok(())
@@ -126,6 +127,14 @@ fn hand_over_passphrase(passphrase: &str, data_dir: &std::path::Path) -> anyhow:
         );
         return Ok(());
     }
+    // On PostgreSQL nothing else needs the data directory, so it may not exist yet.
+    let mut directory = std::fs::DirBuilder::new();
+    directory.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut directory, 0o700);
+    directory
+        .create(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let path = data_dir.join("initial-owner-passphrase");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

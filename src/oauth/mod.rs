@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::oauth::error::OAuthError;
 use crate::oauth::jwt::{AccessClaims, KeyRing, TokenRejection};
 use crate::oauth::verified::VerifiedTokens;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Store, StoreError};
 
 pub use authorize::{
     AuthorizationRequest, ConsentView, OwnerSession, PendingAuthorization, redirect_with,
@@ -298,6 +298,25 @@ impl AuthServer {
         self.inner.store.insert_signing_key(&record).await?;
         self.reload_keys(now).await?;
         Ok(record.kid)
+    }
+
+    /// Picks up what other replicas change, as `changes` announces it (PostgreSQL only),
+    /// until the feed closes: a key rotated anywhere is loaded here at once, so tokens it
+    /// signs verify on every replica. (Revocations need nothing here: the store moves the
+    /// counter the token cache checks.)
+    pub async fn follow(&self, mut changes: tokio::sync::broadcast::Receiver<Change>) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match changes.recv().await {
+                Ok(Change::Keys | Change::Anything) | Err(RecvError::Lagged(_)) => {
+                    if let Err(error) = self.reload_keys(self.now()).await {
+                        tracing::warn!(error = %error, "cannot reload the signing keys; will retry");
+                    }
+                }
+                Ok(Change::Messages | Change::Updates | Change::Revocations) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
     }
 
     /// Periodic upkeep: removes what has expired and picks up keys rotated by the CLI.

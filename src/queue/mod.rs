@@ -27,7 +27,8 @@ use crate::config::TargetConfig;
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content, content_hash};
 use crate::store::{
-    InsertOutcome, MessageRecord, NewMessage, Store, TransitionOutcome, UpdateFilter, UpdateRecord,
+    Change, InsertOutcome, MessageRecord, NewMessage, Store, TransitionOutcome, UpdateFilter,
+    UpdateRecord,
 };
 
 /// Updates returned by one pull when no limit is given.
@@ -262,6 +263,25 @@ impl Queue {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Wakes this process's waiters for what other replicas commit, as `changes` announces
+    /// it (PostgreSQL only; on SQLite this process makes every change itself), until the feed
+    /// closes: agents long-polling for work, pulls waiting for updates, and the cached
+    /// `queue_status` answers all see another replica's send as they see their own.
+    pub async fn follow(&self, mut changes: tokio::sync::broadcast::Receiver<Change>) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match changes.recv().await {
+                Ok(Change::Messages | Change::Anything) | Err(RecvError::Lagged(_)) => {
+                    self.inner.work_queued.notify_waiters();
+                    self.updates_recorded();
+                }
+                Ok(Change::Updates) => self.updates_recorded(),
+                Ok(Change::Revocations | Change::Keys) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
     }
 
     /// Waits until an update may have been recorded, or `timeout` passes.

@@ -7,7 +7,7 @@
 use crate::queue::Queue;
 use crate::queue::error::QueueError;
 use crate::queue::message::{MessageStatus, check_content};
-use crate::store::{MessageRecord, Receipt, Sighting, UpdateRecord};
+use crate::store::{Engine, MessageRecord, Receipt, Sighting, UpdateRecord};
 
 impl Queue {
     /// The next task of `target` to deliver (urgent first, then oldest).
@@ -107,6 +107,40 @@ impl Queue {
     /// A transport's stored value, such as a poll offset.
     pub async fn transport_state(&self, key: &str) -> Result<Option<String>, QueueError> {
         Ok(self.store().transport_state(key).await?)
+    }
+
+    /// The value every replica shares for `key` (such as a webhook secret): `proposed`, unless
+    /// one was stored before.
+    pub async fn shared_state(&self, key: &str, proposed: &str) -> Result<String, QueueError> {
+        Ok(self
+            .store()
+            .shared_transport_state(key, proposed, self.now())
+            .await?)
+    }
+
+    /// Takes (or renews) the lease `name` for `holder` for `length`: true while `holder` may do
+    /// the job only one process may do at a time (such as polling a bot). Always true on
+    /// SQLite, where this process is the only one serving.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        length: std::time::Duration,
+    ) -> Result<bool, QueueError> {
+        if self.store().engine() == Engine::Sqlite {
+            return Ok(true);
+        }
+        let now = self.now();
+        let until = now.saturating_add(i64::try_from(length.as_secs()).unwrap_or(i64::MAX));
+        Ok(self.store().take_lease(name, holder, now, until).await?)
+    }
+
+    /// Gives up a lease at shutdown, so another replica takes the job at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), QueueError> {
+        if self.store().engine() == Engine::Sqlite {
+            return Ok(());
+        }
+        Ok(self.store().release_lease(name, holder).await?)
     }
 
     /// Whether an incoming event was handled before.

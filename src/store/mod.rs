@@ -12,7 +12,9 @@ mod clients;
 mod grants;
 mod keys;
 mod leases;
+mod listen;
 mod location;
+mod migrate;
 mod owner;
 mod queue;
 mod revocations;
@@ -41,7 +43,9 @@ pub use agents::AgentRecord;
 pub use clients::{ClientRecord, NewClient};
 pub use grants::{AuthorizationRequestRecord, BearerGrantRecord, GrantKind, GrantRecord, NewGrant};
 pub use keys::SigningKeyRecord;
+pub use listen::{Change, ChangeFeed};
 pub use location::{Engine, StoreLocation};
+pub use migrate::{CopiedTable, CopyError};
 pub use queue::{InsertOutcome, MessageRecord, NewMessage, StatusCounts, TransitionOutcome};
 pub use revocations::{RevocationsSince, Revoked};
 pub use tokens::{CodeRecord, RefreshRecord, Rotation};
@@ -95,8 +99,11 @@ pub struct Store {
     writer: AnyPool,
     // New messages, committed in groups on the writer.
     new_messages: batch::MessageBatcher,
-    // Revocations committed through this handle (and its clones): see `local_revocations`.
+    // Revocations committed through this handle (and its clones), and on PostgreSQL those
+    // other processes announced: see `local_revocations`.
     local_revocations: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    // On PostgreSQL, the database URL, for the connection that listens for changes.
+    postgres_url: Option<crate::secrets::Secret>,
 }
 
 impl Store {
@@ -165,7 +172,9 @@ impl Store {
             .await
             .map_err(fail)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self::with_pools(Engine::Postgres, pool.clone(), pool))
+        let mut store = Self::with_pools(Engine::Postgres, pool.clone(), pool);
+        store.postgres_url = Some(crate::secrets::Secret::new(url));
+        Ok(store)
     }
 
     fn with_pools(engine: Engine, pool: AnyPool, writer: AnyPool) -> Self {
@@ -175,6 +184,7 @@ impl Store {
             new_messages: batch::MessageBatcher::spawn(engine, writer.clone()),
             writer,
             local_revocations: std::sync::Arc::default(),
+            postgres_url: None,
         }
     }
 

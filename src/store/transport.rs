@@ -107,6 +107,30 @@ impl Store {
         Ok(row.map(|row| row.try_get("value")).transpose()?)
     }
 
+    /// The stored value of `key`, storing `proposed` first when there is none: every process
+    /// sharing the store ends up with the same value, whoever asked first.
+    pub async fn shared_transport_state(
+        &self,
+        key: &str,
+        proposed: &str,
+        now: UnixSeconds,
+    ) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO transport_state (key, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(proposed)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        let row = sqlx::query("SELECT value FROM transport_state WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
     /// Whether an incoming event was handled before.
     pub async fn event_seen(&self, target: &str, event_id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM transport_seen WHERE target = $1 AND event_id = $2")

@@ -10,6 +10,8 @@ pub mod format;
 pub mod objects;
 pub mod receive;
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TelegramConfig, TelegramMode};
@@ -76,7 +78,7 @@ impl TelegramTarget {
 }
 
 /// Builds the Telegram targets of `config`, reading each bot token.
-pub fn build_targets(
+pub async fn build_targets(
     config: &Config,
     queue: &Queue,
     auth: &AuthServer,
@@ -102,7 +104,23 @@ pub fn build_targets(
             target: target.name.clone(),
             why: "the number before its colon is too large for a bot id".into(),
         })?;
-        let webhook_secret = (telegram.mode == TelegramMode::Webhook).then(secrets::random_token);
+        // Every replica must accept Telegram's calls, whichever registered the webhook: the
+        // secret is the one stored first.
+        let webhook_secret = match telegram.mode {
+            TelegramMode::Webhook => Some(
+                queue
+                    .shared_state(
+                        &format!("telegram:{}:webhook_secret", target.name),
+                        &secrets::random_token(),
+                    )
+                    .await
+                    .map_err(|error| SetupError::Client {
+                        target: target.name.clone(),
+                        why: format!("cannot read the stored webhook secret: {error}"),
+                    })?,
+            ),
+            TelegramMode::Polling => None,
+        };
         built.push((
             TelegramTarget {
                 name: target.name.clone(),
@@ -165,26 +183,104 @@ fn read_token(target: &str, telegram: &TelegramConfig) -> Result<String, SetupEr
     Ok(token)
 }
 
-/// Starts the workers of every target: delivery, and polling or webhook registration.
+/// How long a replica's hold on a bot lasts without renewal: longer than a poll (30 s by
+/// default), so a poll never overlaps the next holder's; short enough that the others take
+/// over within a minute of its death.
+const BOT_LEASE: Duration = Duration::from_secs(40);
+/// How often the holder renews its lease, and the others ask for it.
+const BOT_LEASE_RENEWAL: Duration = Duration::from_secs(5);
+
+/// Starts the workers of every target: delivery, and polling or webhook registration. With
+/// several replicas on one database, one of them works each bot at a time (a lease in the
+/// store); the others take over when it stops or dies. Every replica accepts webhook calls.
 pub fn spawn_all(
     targets: &[TelegramTarget],
     public_url: &crate::config::PublicUrl,
     shutdown: &CancellationToken,
 ) {
+    let holder = secrets::random_id("replica_");
     for target in targets {
-        tokio::spawn(delivery::run(target.clone(), shutdown.child_token()));
+        let webhook_url = public_url.join(&crate::http::paths::telegram_webhook(&target.name));
+        tokio::spawn(work_bot(
+            target.clone(),
+            webhook_url,
+            holder.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Works one bot while this replica holds its lease, until `shutdown`.
+async fn work_bot(
+    target: TelegramTarget,
+    webhook_url: String,
+    holder: String,
+    shutdown: CancellationToken,
+) {
+    let lease = format!("telegram:{}", target.bot_id);
+    loop {
+        if !hold(&target, &lease, &holder).await {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(BOT_LEASE_RENEWAL) => continue,
+            }
+        }
+        tracing::info!(target = %target.name, "this replica works the Telegram bot");
+        let working = shutdown.child_token();
+        tokio::spawn(delivery::run(target.clone(), working.clone()));
         match (&target.webhook_secret, target.config.mode) {
             (Some(secret), TelegramMode::Webhook) => {
-                let url = public_url.join(&crate::http::paths::telegram_webhook(&target.name));
                 tokio::spawn(register_webhook(
                     target.clone(),
-                    url,
+                    webhook_url.clone(),
                     secret.expose().to_owned(),
                 ));
             }
             _ => {
-                tokio::spawn(receive::run_polling(target.clone(), shutdown.child_token()));
+                tokio::spawn(receive::run_polling(target.clone(), working.clone()));
             }
+        }
+        // Renew while working. A renewal the store refuses means another replica took over
+        // (this one stalled past its lease); one it cannot answer is retried until the lease
+        // would have run out, and then the work stops, as another replica may take it.
+        let mut held_until = tokio::time::Instant::now() + BOT_LEASE;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    working.cancel();
+                    if let Err(error) = target.queue.release_lease(&lease, &holder).await {
+                        tracing::warn!(target = %target.name, error = %error, "cannot release the Telegram bot's lease; another replica takes it when it runs out");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(BOT_LEASE_RENEWAL) => {}
+            }
+            match target.queue.take_lease(&lease, &holder, BOT_LEASE).await {
+                Ok(true) => held_until = tokio::time::Instant::now() + BOT_LEASE,
+                Ok(false) => {
+                    tracing::warn!(target = %target.name, "another replica took over the Telegram bot");
+                    break;
+                }
+                Err(error) if tokio::time::Instant::now() + BOT_LEASE_RENEWAL >= held_until => {
+                    tracing::warn!(target = %target.name, error = %error, "cannot renew the Telegram bot's lease; stopping work on it");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(target = %target.name, error = %error, "cannot renew the Telegram bot's lease; will retry");
+                }
+            }
+        }
+        working.cancel();
+    }
+}
+
+/// Whether this replica holds (or just took) the bot's lease.
+async fn hold(target: &TelegramTarget, lease: &str, holder: &str) -> bool {
+    match target.queue.take_lease(lease, holder, BOT_LEASE).await {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(target = %target.name, error = %error, "cannot ask for the Telegram bot's lease; will retry");
+            false
         }
     }
 }
