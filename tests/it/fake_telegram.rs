@@ -69,6 +69,10 @@ struct State_ {
     offsets_seen: Vec<i64>,
     faults: HashMap<String, VecDeque<Fault>>,
     conflict: bool,
+    // `getUpdates` calls in flight, and those refused because another one was (as the real
+    // API refuses a second poller: "terminated by other getUpdates request").
+    polls_in_flight: u32,
+    overlapping_polls: u32,
     blocked_chats: Vec<i64>,
     webhook: Option<(String, String)>,
     calls: Vec<String>,
@@ -119,6 +123,12 @@ impl FakeTelegram {
     /// While set, `getUpdates` answers 409 Conflict.
     pub fn set_conflict(&self, conflict: bool) {
         self.lock().conflict = conflict;
+    }
+
+    /// How many `getUpdates` calls arrived while another was still waiting (each answered 409,
+    /// as the real API answers two bot instances polling at once).
+    pub fn overlapping_polls(&self) -> u32 {
+        self.lock().overlapping_polls
     }
 
     /// Makes a chat refuse the bot (403 blocked).
@@ -377,7 +387,10 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
     {
         let mut state = fake.lock();
         state.offsets_seen.push(offset);
-        if state.conflict {
+        if state.conflict || state.polls_in_flight > 0 {
+            if !state.conflict {
+                state.overlapping_polls += 1;
+            }
             drop(state);
             return error(
                 409,
@@ -385,11 +398,20 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
                 None,
             );
         }
+        state.polls_in_flight += 1;
         // An offset confirms (and forgets) every update before it.
         state
             .pending_updates
             .retain(|update| update["update_id"].as_i64().unwrap_or_default() >= offset);
     }
+    // Counted out however the call ends, a poller that hung up included.
+    struct InFlight<'a>(&'a FakeTelegram);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.lock().polls_in_flight -= 1;
+        }
+    }
+    let _in_flight = InFlight(fake);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let changed = fake.changed.notified();
