@@ -23,6 +23,16 @@ pub struct Gateway {
     pub ready_after: Duration,
 }
 
+/// Where a gateway keeps its store and the URL it answers as; by default its own SQLite file
+/// and its own address.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Placement<'a> {
+    /// A `postgres://` URL, for the store in PostgreSQL.
+    pub database_url: Option<&'a str>,
+    /// Another gateway's public URL, for a replica behind the same name.
+    pub public_url: Option<&'a str>,
+}
+
 /// A port nobody is using right now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -45,12 +55,30 @@ impl Gateway {
         cores: Option<&str>,
         extra: &str,
     ) -> Self {
+        Self::start_placed(binary, data_dir, cores, &Placement::default(), extra).await
+    }
+
+    /// `start_with` on the store and public URL `placement` names (replicas share both).
+    pub async fn start_placed(
+        binary: &Path,
+        data_dir: &Path,
+        cores: Option<&str>,
+        placement: &Placement<'_>,
+        extra: &str,
+    ) -> Self {
         let public = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let internal = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let public_url = placement
+            .public_url
+            .map_or_else(|| format!("http://{public}"), str::to_owned);
+        let database_url = placement
+            .database_url
+            .map(|url| format!("database_url = \"{url}\"\n"))
+            .unwrap_or_default();
         let config = format!(
             r#"listen = "{public}"
-public_url = "http://{public}"
-data_dir = "{data}"
+public_url = "{public_url}"
+{database_url}data_dir = "{data}"
 internal_listen = "{internal}"
 approval = "auto"
 log_format = "json"
