@@ -165,8 +165,11 @@ impl AuthServer {
             Some(keys) => keys,
             None => {
                 let record = jwt::generate_signing_key(now).map_err(OAuthError::internal)?;
-                store.insert_signing_key(&record).await?;
-                tracing::info!(kid = %record.kid, "created the first token signing key");
+                // Replicas starting together on an empty database: one key is made, and the
+                // others load it.
+                if store.insert_first_signing_key(&record).await? {
+                    tracing::info!(kid = %record.kid, "created the first token signing key");
+                }
                 load_key_ring(&store, now)
                     .await?
                     .ok_or_else(|| OAuthError::internal(jwt_missing_key()))?

@@ -170,11 +170,24 @@ impl crate::oauth::AuthServer {
     pub async fn ensure_owner_credential(
         &self,
     ) -> Result<Option<String>, crate::oauth::error::OAuthError> {
+        use crate::oauth::error::OAuthError;
         if self.store().owner_password_hash().await?.is_some() {
             return Ok(None);
         }
         let passphrase = generate_passphrase();
-        self.set_owner_passphrase(&passphrase).await?;
+        let hash = hash_passphrase(passphrase.clone())
+            .await
+            .map_err(|error| OAuthError::internal(PassphraseError(error)))?;
+        // Of replicas starting together on an empty database, one sets the passphrase and
+        // shows it; the others find it set and show nothing.
+        if !self
+            .store()
+            .insert_first_owner_password_hash(&hash, self.now())
+            .await?
+        {
+            return Ok(None);
+        }
+        tracing::info!("owner passphrase set");
         Ok(Some(passphrase))
     }
 

@@ -77,6 +77,38 @@ impl Store {
         Ok(())
     }
 
+    /// Stores `key` as the first signing key, unless one exists already (another replica
+    /// starting at the same moment made it): false then, and nothing is written.
+    pub async fn insert_first_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let live: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_one(&mut *transaction)
+                .await?;
+        if live > 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.private_pkcs8)
+        .bind(key.created_at)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
     /// Extends how long `kid` must stay published, after it signed a token expiring then.
     pub async fn extend_key_validity(
         &self,

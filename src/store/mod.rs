@@ -213,10 +213,17 @@ impl Store {
         Ok(u64::try_from(pages * page_size).unwrap_or(0))
     }
 
-    /// Whether the database answers; for readiness checks.
+    /// Whether the database answers within `PING_TIMEOUT`; for readiness checks, which must
+    /// answer "not ready" while a database that went away is being waited for, not hang.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
+        {
+            Ok(answered) => {
+                answered?;
+                Ok(())
+            }
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// Deletes what has expired: pending requests, codes, refresh tokens, revocation entries,
@@ -271,6 +278,9 @@ impl Store {
         })
     }
 }
+
+/// How long a readiness check waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connections each replica opens to PostgreSQL at most. Ten replicas stay within the server's
 /// default `max_connections` of 100 with room for the CLI and maintenance.

@@ -40,6 +40,25 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the owner's first passphrase hash; false (writing nothing) when one is set already,
+    /// as another replica starting at the same moment may have done.
+    pub async fn insert_first_owner_password_hash(
+        &self,
+        hash: &str,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO owner (id, password_hash, updated_at) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
     /// Stores a new owner session (by the hash of its cookie value).
     pub async fn insert_owner_session(
         &self,

@@ -243,3 +243,37 @@ async fn serve_with_internal_listen_serves_metrics() {
         .expect("public");
     assert_eq!(public_metrics.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn an_unreachable_database_is_a_clear_error_at_start_and_its_password_is_never_shown() {
+    let dir = TempDir::new().expect("dir");
+    // Nothing listens on port 1.
+    let url = "postgres://nexus:hunter2-secret@127.0.0.1:1/nexus";
+    let check = gateway(&["config", "check"], &[("NEXUS_DATABASE_URL", url)], &dir);
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{shown}");
+    assert!(
+        shown.contains("store       postgres postgres://nexus:***@127.0.0.1:1/nexus"),
+        "{shown}"
+    );
+    let serve = gateway(&["serve"], &[("NEXUS_DATABASE_URL", url)], &dir);
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert_eq!(serve.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the database at postgres://nexus:***@127.0.0.1:1/nexus"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let wrong = gateway(
+        &["config", "check"],
+        &[("NEXUS_DATABASE_URL", "mysql://root:hunter2@db/nexus")],
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("database_url: must be a postgres:// URL, not mysql://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -402,3 +402,96 @@ async fn postgres_replicas_one_sign_in_can_hop_between_replicas_at_every_step() 
         "the grant of a replayed code is revoked on every replica"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test runs it"]
+async fn postgres_replicas_starting_together_make_one_signing_key_and_one_passphrase() {
+    use nexus_gateway::app::App;
+    use nexus_gateway::config::{ApprovalMode, Config};
+    let server = postgres_server().expect("POSTGRES_TEST_URL names the test PostgreSQL server");
+    let dirs = [TempDir::new().expect("dir"), TempDir::new().expect("dir")];
+    let database = database_for(&server, &dirs[0].path().join("shared")).await;
+    let config = |dir: &TempDir| Config {
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(nexus_gateway::secrets::Secret::new(database.clone())),
+        approval: ApprovalMode::Password,
+        ..Config::default()
+    };
+    // Both apply the schema, look for a key and an owner, and make them, at the same moment.
+    let (first, second) = tokio::join!(App::build(config(&dirs[0])), App::build(config(&dirs[1])));
+    let (first, second) = (first.expect("first starts"), second.expect("second starts"));
+    let shown = [&first, &second]
+        .iter()
+        .filter(|app| app.generated_owner_passphrase().is_some())
+        .count();
+    assert_eq!(shown, 1, "one replica sets the passphrase and shows it");
+    let kids = |app: &App| -> Vec<Option<String>> {
+        app.state()
+            .auth
+            .jwks()
+            .keys
+            .into_iter()
+            .map(|key| key.common.key_id)
+            .collect()
+    };
+    assert_eq!(kids(&first).len(), 1, "one signing key");
+    assert_eq!(kids(&first), kids(&second), "the same one on both");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test runs it"]
+async fn postgres_replicas_readyz_says_not_ready_while_the_database_is_away() {
+    let server = postgres_server().expect("POSTGRES_TEST_URL names the test PostgreSQL server");
+    let app = crate::support::spawn_app().await;
+    let url = app
+        .config
+        .database_url
+        .as_ref()
+        .expect("on PostgreSQL")
+        .expose();
+    let name = url::Url::parse(url)
+        .expect("url")
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let readyz = || async {
+        app.http
+            .get(app.internal("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status()
+    };
+    assert_eq!(readyz().await, StatusCode::OK);
+    let mut admin = sqlx::PgConnection::connect(&server).await.expect("admin");
+    let away = |allow: bool| format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {allow}");
+    sqlx::query(sqlx::AssertSqlSafe(away(false)))
+        .execute(&mut admin)
+        .await
+        .expect("refuse connections");
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .expect("drop the gateway's connections");
+    let went_away = Instant::now();
+    while readyz().await != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            went_away.elapsed() < Duration::from_secs(10),
+            "still ready without a database"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(away(true)))
+        .execute(&mut admin)
+        .await
+        .expect("accept connections");
+    let back = Instant::now();
+    while readyz().await != StatusCode::OK {
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "not ready again with the database back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
