@@ -256,7 +256,16 @@ fn an_unreachable_database_is_a_clear_error_at_start_and_its_password_is_never_s
         shown.contains("store       postgres postgres://nexus:***@127.0.0.1:1/nexus"),
         "{shown}"
     );
-    let serve = gateway(&["serve"], &[("NEXUS_DATABASE_URL", url)], &dir);
+    // Its own ports: the default ones may be another test's.
+    let serve = gateway(
+        &["serve"],
+        &[
+            ("NEXUS_DATABASE_URL", url),
+            ("NEXUS_LISTEN", "127.0.0.1:0"),
+            ("NEXUS_INTERNAL_LISTEN", "127.0.0.1:0"),
+        ],
+        &dir,
+    );
     let stderr = String::from_utf8_lossy(&serve.stderr);
     assert_eq!(serve.status.code(), Some(1), "{stderr}");
     assert!(

@@ -20,7 +20,7 @@ async fn every_acknowledged_task_survives_a_kill_9_under_load() {
         .port();
     std::fs::write(
         dir.path().join("gateway.toml"),
-        format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_format = \"json\"\n"),
+        format!("listen = \"127.0.0.1:{port}\"\ninternal_listen = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_format = \"json\"\n"),
     )
     .expect("config");
     let token = printed_secret(
