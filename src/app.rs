@@ -28,6 +28,9 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// replica): the longest a token revoked there stays accepted here.
 const REVOCATION_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long stopping waits for the Telegram workers to stop and let their bots' leases go.
+const BOT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// What every handler can reach: cheap, cloneable handles.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -236,23 +239,17 @@ impl App {
         });
         let maintenance = tokio::spawn(run_maintenance(self.state.clone(), stopping.clone()));
         // Several replicas on PostgreSQL: wake what waits here for what the others commit.
-        match self.store.watch_changes(stopping.clone()).await {
-            Ok(Some(feed)) => {
-                tokio::spawn({
-                    let queue = self.state.queue.clone();
-                    let changes = feed.subscribe();
-                    async move { queue.follow(changes).await }
-                });
-                tokio::spawn({
-                    let auth = self.state.auth.clone();
-                    let changes = feed.subscribe();
-                    async move { auth.follow(changes).await }
-                });
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(error = %error, "cannot listen for other replicas' changes; they reach this one only by polling");
-            }
+        if let Some(feed) = self.store.watch_changes(stopping.clone()) {
+            tokio::spawn({
+                let queue = self.state.queue.clone();
+                let changes = feed.subscribe();
+                async move { queue.follow(changes).await }
+            });
+            tokio::spawn({
+                let auth = self.state.auth.clone();
+                let changes = feed.subscribe();
+                async move { auth.follow(changes).await }
+            });
         }
         tokio::spawn(watch_revocations(self.state.auth.clone(), stopping.clone()));
         match self.upstream_shim.clone() {
@@ -267,7 +264,7 @@ impl App {
                 "cannot find this program's executable; stdio upstreams cannot start"
             ),
         }
-        telegram::spawn_all(
+        let bots = telegram::spawn_all(
             &self.state.telegram,
             &self.state.config.public_url,
             &stopping,
@@ -301,6 +298,20 @@ impl App {
         .await;
         stopping.cancel();
         let _ = maintenance.await;
+        // Let each bot's lease go, so another replica takes it over now, not when it lapses.
+        let released = async {
+            for bot in bots {
+                let _ = bot.await;
+            }
+        };
+        if tokio::time::timeout(BOT_RELEASE_WAIT, released)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a Telegram bot's workers did not stop in time; its lease lapses by itself"
+            );
+        }
         tracing::info!("nexus-gateway stopped");
         served
     }

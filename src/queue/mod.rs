@@ -273,11 +273,13 @@ impl Queue {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match changes.recv().await {
-                Ok(Change::Messages | Change::Anything) | Err(RecvError::Lagged(_)) => {
+                // An update wakes agents too: a claim skips a task another replica holds
+                // locked while it records an update, and that commit changes no message.
+                Ok(Change::Messages | Change::Updates | Change::Anything)
+                | Err(RecvError::Lagged(_)) => {
                     self.inner.work_queued.notify_waiters();
                     self.updates_recorded();
                 }
-                Ok(Change::Updates) => self.updates_recorded(),
                 Ok(Change::Revocations | Change::Keys) => {}
                 Err(RecvError::Closed) => return,
             }

@@ -4,7 +4,7 @@
 //! to sqlx's worker thread, and that hand-off, not the disk, is what limited durable sends.
 //! Dedup is exactly as before: the unique partial index decides, inside the transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -12,6 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::queue::message::MessageStatus;
 use crate::store::{Engine, InsertOutcome, NewMessage, StoreError};
 
+/// Insert passes in one transaction at most (see `insert_batch`).
+const MAX_PASSES: usize = 3;
 /// Messages in one transaction at most (8 bound values each, far below either engine's limit).
 const MAX_BATCH: usize = 64;
 
@@ -116,59 +118,35 @@ async fn insert_batch(
     // each other's index entries in the same order, and cannot deadlock.
     let mut in_key_order: Vec<&NewMessage> = entries.iter().map(|(message, _)| *message).collect();
     in_key_order.sort_by(|a, b| (&a.target, &a.content_hash).cmp(&(&b.target, &b.content_hash)));
-    // A row the dedup index refuses is skipped, not an error: it is one of the duplicates.
-    let insert = format!(
-        "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at)
-         VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-        placeholders(in_key_order.len(), 8)
-    );
-    let mut query = sqlx::query(AssertSqlSafe(insert));
-    for message in &in_key_order {
-        query = query
-            .bind(&message.id)
-            .bind(&message.target)
-            .bind(&message.content)
-            .bind(&message.content_hash)
-            .bind(i64::from(message.urgent))
-            .bind(MessageStatus::Pending.as_str())
-            .bind(&message.sender)
-            .bind(message.created_at);
-    }
-    let inserted: Vec<String> = query
-        .fetch_all(&mut *transaction)
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<_, _>>()?;
-    let queued: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
-
-    let skipped: Vec<&NewMessage> = in_key_order
-        .iter()
-        .copied()
-        .filter(|message| !queued.contains(message.id.as_str()))
-        .collect();
+    let mut queued: HashSet<String> = HashSet::new();
     let mut open_ids: HashMap<(String, String), String> = HashMap::new();
-    if !skipped.is_empty() {
-        let find = format!(
-            "SELECT id, target, content_hash FROM messages
-             WHERE status IN ('pending', 'acknowledged', 'in_progress') AND (target, content_hash) IN ({})",
-            placeholders(skipped.len(), 2)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(find));
-        for message in &skipped {
-            query = query.bind(&message.target).bind(&message.content_hash);
-        }
-        for row in query.fetch_all(&mut *transaction).await? {
-            open_ids.insert(
-                (row.try_get("target")?, row.try_get("content_hash")?),
-                row.try_get("id")?,
-            );
+    let mut to_insert = in_key_order;
+    // On PostgreSQL (read committed), the open message a row collided with can finish between
+    // the insert and the look that finds it: such a row is no duplicate any more, and goes in
+    // on the next pass. On SQLite the write lock makes the first pass the only one.
+    for _ in 0..MAX_PASSES {
+        let inserted = insert_messages(&mut transaction, &to_insert).await?;
+        let skipped: Vec<&NewMessage> = to_insert
+            .iter()
+            .copied()
+            .filter(|message| !inserted.contains(&message.id))
+            .collect();
+        queued.extend(inserted);
+        open_ids.extend(open_duplicates(&mut transaction, &skipped).await?);
+        to_insert = skipped
+            .into_iter()
+            .filter(|message| {
+                !open_ids.contains_key(&(message.target.clone(), message.content_hash.clone()))
+            })
+            .collect();
+        if to_insert.is_empty() {
+            break;
         }
     }
 
     let firsts: Vec<&(&NewMessage, &str)> = entries
         .iter()
-        .filter(|(message, _)| queued.contains(message.id.as_str()))
+        .filter(|(message, _)| queued.contains(&message.id))
         .collect();
     if !firsts.is_empty() {
         let updates = format!(
@@ -192,7 +170,7 @@ async fn insert_batch(
     entries
         .iter()
         .map(|(message, _)| {
-            if queued.contains(message.id.as_str()) {
+            if queued.contains(&message.id) {
                 return Ok(InsertOutcome::Queued);
             }
             open_ids
@@ -203,6 +181,64 @@ async fn insert_batch(
                 })
         })
         .collect()
+}
+
+/// Inserts `messages`, skipping (not failing on) those the dedup index refuses; the ids of
+/// those inserted.
+async fn insert_messages(
+    transaction: &mut sqlx::AnyConnection,
+    messages: &[&NewMessage],
+) -> Result<HashSet<String>, StoreError> {
+    let insert = format!(
+        "INSERT INTO messages (id, target, content, content_hash, urgent, status, sender, created_at)
+         VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        placeholders(messages.len(), 8)
+    );
+    let mut query = sqlx::query(AssertSqlSafe(insert));
+    for message in messages {
+        query = query
+            .bind(&message.id)
+            .bind(&message.target)
+            .bind(&message.content)
+            .bind(&message.content_hash)
+            .bind(i64::from(message.urgent))
+            .bind(MessageStatus::Pending.as_str())
+            .bind(&message.sender)
+            .bind(message.created_at);
+    }
+    Ok(query
+        .fetch_all(&mut *transaction)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The open messages `skipped` collided with: (target, content hash) to id.
+async fn open_duplicates(
+    transaction: &mut sqlx::AnyConnection,
+    skipped: &[&NewMessage],
+) -> Result<HashMap<(String, String), String>, StoreError> {
+    let mut open_ids = HashMap::new();
+    if skipped.is_empty() {
+        return Ok(open_ids);
+    }
+    let find = format!(
+        "SELECT id, target, content_hash FROM messages
+         WHERE status IN ('pending', 'acknowledged', 'in_progress') AND (target, content_hash) IN ({})",
+        placeholders(skipped.len(), 2)
+    );
+    let mut query = sqlx::query(AssertSqlSafe(find));
+    for message in skipped {
+        query = query.bind(&message.target).bind(&message.content_hash);
+    }
+    for row in query.fetch_all(&mut *transaction).await? {
+        open_ids.insert(
+            (row.try_get("target")?, row.try_get("content_hash")?),
+            row.try_get("id")?,
+        );
+    }
+    Ok(open_ids)
 }
 
 /// `($1, $2), ($3, $4)`: `rows` tuples of `width` numbered placeholders, the form both engines

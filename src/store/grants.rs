@@ -196,6 +196,12 @@ impl Store {
         code: &CodeRecord,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
+        // The client's row first, as a deletion of the client takes it (see `redeem_code`).
+        sqlx::query("UPDATE clients SET authorized_at = COALESCE(authorized_at, $1) WHERE id = $2")
+            .bind(grant.created_at)
+            .bind(&code.client_id)
+            .execute(&mut *transaction)
+            .await?;
         let taken = sqlx::query("DELETE FROM authorization_requests WHERE id = $1")
             .bind(request_id)
             .execute(&mut *transaction)
@@ -216,11 +222,6 @@ impl Store {
         .bind(code.expires_at)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query("UPDATE clients SET authorized_at = COALESCE(authorized_at, $1) WHERE id = $2")
-            .bind(grant.created_at)
-            .bind(&code.client_id)
-            .execute(&mut *transaction)
-            .await?;
         transaction.commit().await?;
         Ok(true)
     }

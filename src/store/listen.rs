@@ -9,7 +9,9 @@ use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, StoreError};
+use sqlx::Executor;
+
+use crate::store::Store;
 
 /// What another process (or this one) committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +32,14 @@ pub enum Change {
 /// The channels the schema's triggers notify on.
 const CHANNELS: [&str; 3] = ["nexus_queue", "nexus_revocations", "nexus_keys"];
 
-/// How long to wait before listening again after the database went away.
+/// How long to wait before listening again after the connection was lost, at first.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// The longest wait between attempts while the database stays away.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(30);
+/// A listening connection quiet this long is asked whether it still answers.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+/// How long that answer may take.
+const HEARTBEAT_ANSWER: Duration = Duration::from_secs(5);
 
 /// Where changes are announced; subscribe once per follower.
 #[derive(Debug, Clone)]
@@ -48,24 +56,14 @@ impl ChangeFeed {
 
 impl Store {
     /// On PostgreSQL, listens for changes until `shutdown` and returns the feed they are
-    /// announced on; `None` on SQLite. Revocations are also applied here: they move the
-    /// counter the token cache checks on every request, so a revocation on any replica is in
-    /// force on the next request after its notification arrives.
-    pub async fn watch_changes(
-        &self,
-        shutdown: CancellationToken,
-    ) -> Result<Option<ChangeFeed>, StoreError> {
-        let Some(url) = self.postgres_url.clone() else {
-            return Ok(None);
-        };
-        let mut listener =
-            PgListener::connect(url.expose())
-                .await
-                .map_err(|source| StoreError::Connect {
-                    url: super::location::redacted(url.expose()),
-                    source,
-                })?;
-        listener.listen_all(CHANNELS).await?;
+    /// announced on; `None` on SQLite. The listening connection is (re)made in the background:
+    /// a database that is away at start, or goes away later, is waited for, and each time
+    /// listening resumes the feed announces `Anything` (what was notified meanwhile is lost).
+    /// Revocations are also applied here: they move the counter the token cache checks on
+    /// every request, so a revocation on any replica is in force on the next request after its
+    /// notification arrives.
+    pub fn watch_changes(&self, shutdown: CancellationToken) -> Option<ChangeFeed> {
+        self.postgres_url.as_ref()?;
         let (sender, _) = broadcast::channel(256);
         let feed = ChangeFeed {
             sender: sender.clone(),
@@ -74,16 +72,21 @@ impl Store {
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = store.relay(listener, sender) => {}
+                () = store.relay(sender) => {}
             }
         });
-        Ok(Some(feed))
+        Some(feed)
     }
 
-    async fn relay(&self, mut listener: PgListener, sender: broadcast::Sender<Change>) {
+    async fn relay(&self, sender: broadcast::Sender<Change>) {
+        let mut listener = self.listen().await;
+        self.announce(&sender, Change::Anything);
         loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => {
+            // A connection that died without a word (a NAT or a load balancer dropping idle
+            // connections) would leave `try_recv` waiting forever: after a quiet spell, make
+            // sure the connection still answers.
+            match tokio::time::timeout(HEARTBEAT, listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => {
                     let change = match (notification.channel(), notification.payload()) {
                         ("nexus_queue", "messages") => Change::Messages,
                         ("nexus_queue", _) => Change::Updates,
@@ -92,14 +95,51 @@ impl Store {
                         _ => Change::Anything,
                     };
                     self.announce(&sender, change);
+                    continue;
                 }
-                // The connection dropped: what was notified meanwhile is lost. Listening
-                // resumes on the next call; until then, assume everything changed.
-                Ok(None) => self.announce(&sender, Change::Anything),
+                Err(_quiet) => {
+                    let answered =
+                        tokio::time::timeout(HEARTBEAT_ANSWER, listener.execute("SELECT 1")).await;
+                    if matches!(answered, Ok(Ok(_))) {
+                        continue;
+                    }
+                    tracing::warn!(
+                        "the connection that listens for other replicas' changes stopped answering; listening again"
+                    );
+                }
+                Ok(Ok(None)) => {
+                    tracing::warn!(
+                        "lost the connection that listens for other replicas' changes; listening again"
+                    );
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "lost the connection that listens for other replicas' changes; listening again");
+                }
+            }
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+            listener = self.listen().await;
+            self.announce(&sender, Change::Anything);
+        }
+    }
+
+    /// A new listening connection, waiting (and retrying) until the database answers.
+    async fn listen(&self) -> PgListener {
+        let Some(url) = &self.postgres_url else {
+            unreachable!("only PostgreSQL stores listen");
+        };
+        let mut pause = RECONNECT_PAUSE;
+        loop {
+            let listening = async {
+                let mut listener = PgListener::connect(url.expose()).await?;
+                listener.listen_all(CHANNELS).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match listening.await {
+                Ok(listener) => return listener,
                 Err(error) => {
-                    tracing::warn!(error = %error, "lost the database's change notifications; listening again shortly");
-                    self.announce(&sender, Change::Anything);
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    tracing::warn!(error = %error, database = %super::location::redacted(url.expose()), retry_in = ?pause, "cannot listen for other replicas' changes");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
                 }
             }
         }

@@ -32,8 +32,8 @@ impl Engine {
     }
 }
 
-/// Where the store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the store lives. (`Debug` shows a URL without its password.)
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     /// A SQLite database file.
     Sqlite(PathBuf),
@@ -59,16 +59,42 @@ impl StoreLocation {
     }
 }
 
-/// `url` without the password it may carry (and unchanged when it does not parse).
-pub(super) fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => formatter.debug_tuple("Sqlite").field(path).finish(),
+            StoreLocation::Postgres(_) => formatter
+                .debug_tuple("Postgres")
+                .field(&self.describe())
+                .finish(),
         }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "(an unparseable URL)".to_owned(),
     }
+}
+
+/// `url` without the password it may carry, before the host or as a `password` parameter
+/// (both of which PostgreSQL's URLs allow); a URL that does not parse is not shown at all.
+pub(super) fn redacted(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(an unparseable URL)".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name.eq_ignore_ascii_case("password") {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -85,5 +111,9 @@ mod tests {
             "postgres://db/nexus?sslmode=require"
         );
         assert_eq!(redacted("not a url"), "(an unparseable URL)");
+        let in_query = redacted("postgres://nexus@db/nexus?password=hunter2&sslmode=require");
+        assert!(!in_query.contains("hunter2"), "{in_query}");
+        assert!(in_query.contains("sslmode=require"), "{in_query}");
+        assert!(!format!("{location:?}").contains("hunter2"));
     }
 }

@@ -29,7 +29,6 @@ use std::time::Duration;
 use crate::clock::UnixSeconds;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, ConnectOptions, Executor, Transaction};
 
 /// The page cache of each reading connection, in KiB (SQLite's default is 2,000): 32 pages,
@@ -124,11 +123,7 @@ impl Store {
         {
             create_private_dir(parent)?;
         }
-        let url = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .to_url_lossy();
-        let options = AnyConnectOptions::from_url(&url)?;
+        let options = AnyConnectOptions::from_url(&sqlite_url(path)?)?;
         let writer = sqlite_pool(1, WRITER_CACHE_KIB)
             .connect_with(options.clone())
             .await?;
@@ -286,6 +281,26 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// default `max_connections` of 100 with room for the CLI and maintenance.
 const POSTGRES_CONNECTIONS: u32 = 8;
 
+/// The `sqlite://` URL of the file at `path`, creating it when missing. Every byte but the
+/// unreserved ones is percent-encoded: sqlx decodes the path, so a `%` (or `?`, `#`) in a
+/// directory name must arrive encoded or it names another file.
+fn sqlite_url(path: &Path) -> Result<url::Url, StoreError> {
+    let encoded: String = path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .map(|&byte| {
+            if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect();
+    url::Url::parse(&format!("sqlite://{encoded}?mode=rwc"))
+        .map_err(|error| StoreError::Corrupt(format!("the database path as a URL: {error}")))
+}
+
 /// A pool of SQLite connections set up as the store needs them. The `Any` driver opens a
 /// connection from its URL alone, so the settings a URL cannot carry are pragmas run on each
 /// new connection.
@@ -342,4 +357,17 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_data_dir_with_url_characters_in_its_name_holds_the_database_itself() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let odd = dir.path().join("50%41 off? #1 ü");
+        let path = odd.join("nexus-gateway.sqlite3");
+        let store = super::Store::open(&path).await.expect("opens");
+        store.ping().await.expect("answers");
+        assert!(path.exists(), "the file is where the path says");
+    }
 }

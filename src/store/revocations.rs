@@ -55,7 +55,9 @@ impl Store {
             ..RevocationsSince::default()
         };
         let first_seq: Option<i64> = rows.first().map(|row| row.try_get("seq")).transpose()?;
-        // AUTOINCREMENT never reuses a number, so a hole right after `after` means pruned rows.
+        // A hole right after `after` means pruned rows (SQLite's AUTOINCREMENT never reuses a
+        // number) or, on PostgreSQL, a revoking transaction that rolled back: either way the
+        // cache is dropped once, which costs each live token one more full check.
         since.gap = first_seq.is_some_and(|first| first > after + 1) && after > 0;
         since.more = rows.len() == MAX_READ;
         for row in &rows {

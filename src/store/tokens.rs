@@ -90,6 +90,14 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
+        // The client's row first: deleting a client locks it before cascading to its grants,
+        // and taking the two in the same order keeps a redemption and a deletion from
+        // deadlocking on PostgreSQL.
+        sqlx::query("UPDATE clients SET last_used_at = $1 WHERE id = (SELECT client_id FROM authorization_codes WHERE hash = $2)")
+            .bind(now)
+            .bind(code_hash)
+            .execute(&mut *transaction)
+            .await?;
         let result = sqlx::query(
             "UPDATE authorization_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL",
         )
@@ -101,11 +109,6 @@ impl Store {
             return Ok(false);
         }
         insert_refresh(&mut transaction, refresh).await?;
-        sqlx::query("UPDATE clients SET last_used_at = $1 WHERE id = (SELECT client_id FROM authorization_codes WHERE hash = $2)")
-            .bind(now)
-            .bind(code_hash)
-            .execute(&mut *transaction)
-            .await?;
         transaction.commit().await?;
         Ok(true)
     }

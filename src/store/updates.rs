@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::clock::UnixSeconds;
 use crate::queue::message::MessageStatus;
 use crate::store::queue::parse_status;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, names_nothing};
 
 /// A stored update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,13 @@ impl Store {
         &self,
         filter: &UpdateFilter,
     ) -> Result<Vec<UpdateRecord>, StoreError> {
+        if [&filter.message_id, &filter.target]
+            .into_iter()
+            .flatten()
+            .any(|key| names_nothing(key))
+        {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT * FROM updates
              WHERE seq > COALESCE($1, 0)

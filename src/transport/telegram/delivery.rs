@@ -125,6 +125,11 @@ pub async fn run(target: TelegramTarget, shutdown: CancellationToken) {
     let mut progress = DeliveryProgress::default();
     let mut transient_failures: u32 = 0;
     loop {
+        // Stopped (shutdown, or this replica no longer holds the bot): not one more post, or
+        // the replica taking over could post the same task.
+        if shutdown.is_cancelled() {
+            return;
+        }
         // Armed before looking, so a task queued while this one is found absent still wakes us.
         let mut work = target.queue.work_signal();
         let outcome = deliver_one(&target, &mut progress).await;

@@ -193,21 +193,26 @@ const BOT_LEASE_RENEWAL: Duration = Duration::from_secs(5);
 /// Starts the workers of every target: delivery, and polling or webhook registration. With
 /// several replicas on one database, one of them works each bot at a time (a lease in the
 /// store); the others take over when it stops or dies. Every replica accepts webhook calls.
+/// The handles end once each bot's workers have stopped and its lease is released: await them
+/// at shutdown, so another replica can take over at once.
 pub fn spawn_all(
     targets: &[TelegramTarget],
     public_url: &crate::config::PublicUrl,
     shutdown: &CancellationToken,
-) {
+) -> Vec<tokio::task::JoinHandle<()>> {
     let holder = secrets::random_id("replica_");
-    for target in targets {
-        let webhook_url = public_url.join(&crate::http::paths::telegram_webhook(&target.name));
-        tokio::spawn(work_bot(
-            target.clone(),
-            webhook_url,
-            holder.clone(),
-            shutdown.clone(),
-        ));
-    }
+    targets
+        .iter()
+        .map(|target| {
+            let webhook_url = public_url.join(&crate::http::paths::telegram_webhook(&target.name));
+            tokio::spawn(work_bot(
+                target.clone(),
+                webhook_url,
+                holder.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// Works one bot while this replica holds its lease, until `shutdown`.
@@ -227,7 +232,7 @@ async fn work_bot(
         }
         tracing::info!(target = %target.name, "this replica works the Telegram bot");
         let working = shutdown.child_token();
-        tokio::spawn(delivery::run(target.clone(), working.clone()));
+        let mut workers = vec![tokio::spawn(delivery::run(target.clone(), working.clone()))];
         match (&target.webhook_secret, target.config.mode) {
             (Some(secret), TelegramMode::Webhook) => {
                 tokio::spawn(register_webhook(
@@ -236,9 +241,10 @@ async fn work_bot(
                     secret.expose().to_owned(),
                 ));
             }
-            _ => {
-                tokio::spawn(receive::run_polling(target.clone(), working.clone()));
-            }
+            _ => workers.push(tokio::spawn(receive::run_polling(
+                target.clone(),
+                working.clone(),
+            ))),
         }
         // Renew while working. A renewal the store refuses means another replica took over
         // (this one stalled past its lease); one it cannot answer is retried until the lease
@@ -247,7 +253,8 @@ async fn work_bot(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    working.cancel();
+                    // Only once this replica's workers have stopped may another take over.
+                    stop_workers(&working, workers).await;
                     if let Err(error) = target.queue.release_lease(&lease, &holder).await {
                         tracing::warn!(target = %target.name, error = %error, "cannot release the Telegram bot's lease; another replica takes it when it runs out");
                     }
@@ -255,22 +262,42 @@ async fn work_bot(
                 }
                 () = tokio::time::sleep(BOT_LEASE_RENEWAL) => {}
             }
-            match target.queue.take_lease(&lease, &holder, BOT_LEASE).await {
-                Ok(true) => held_until = tokio::time::Instant::now() + BOT_LEASE,
-                Ok(false) => {
+            // A renewal that hangs counts as failed: the lease runs out all the same.
+            let asked_at = tokio::time::Instant::now();
+            let renewal = tokio::time::timeout(
+                BOT_LEASE_RENEWAL,
+                target.queue.take_lease(&lease, &holder, BOT_LEASE),
+            )
+            .await;
+            let failure = match renewal {
+                Ok(Ok(true)) => {
+                    held_until = asked_at + BOT_LEASE;
+                    continue;
+                }
+                Ok(Ok(false)) => {
                     tracing::warn!(target = %target.name, "another replica took over the Telegram bot");
                     break;
                 }
-                Err(error) if tokio::time::Instant::now() + BOT_LEASE_RENEWAL >= held_until => {
-                    tracing::warn!(target = %target.name, error = %error, "cannot renew the Telegram bot's lease; stopping work on it");
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(target = %target.name, error = %error, "cannot renew the Telegram bot's lease; will retry");
-                }
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => "the store did not answer in time".to_owned(),
+            };
+            // Stop while the lease still holds, so the next holder never overlaps this one.
+            if tokio::time::Instant::now() + BOT_LEASE_RENEWAL >= held_until {
+                tracing::warn!(target = %target.name, error = %failure, "cannot renew the Telegram bot's lease; stopping work on it");
+                break;
             }
+            tracing::warn!(target = %target.name, error = %failure, "cannot renew the Telegram bot's lease; will retry");
         }
-        working.cancel();
+        stop_workers(&working, workers).await;
+    }
+}
+
+/// Stops a bot's workers and waits until they have, so no post or poll of this replica
+/// overlaps the next holder's.
+async fn stop_workers(working: &CancellationToken, workers: Vec<tokio::task::JoinHandle<()>>) {
+    working.cancel();
+    for worker in workers {
+        let _ = worker.await;
     }
 }
 
