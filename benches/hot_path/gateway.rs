@@ -292,3 +292,22 @@ pub async fn oauth_flow(http: &reqwest::Client, gateway: &Gateway) -> Tokens {
         client_id,
     }
 }
+
+/// A `tools/call` request for `/mcp`.
+pub fn tool_call(
+    gateway: SocketAddr,
+    token: &str,
+    id: u64,
+    name: &str,
+    arguments: Value,
+) -> Request<Full<Bytes>> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+    Request::post("/mcp")
+        .header("host", gateway.to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
+}

@@ -28,7 +28,7 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Value, json};
 
-use gateway::{Gateway, Tokens};
+use gateway::{Gateway, Tokens, tool_call};
 use load::{MakeRequest, Run};
 
 /// What the command line chose.
@@ -104,25 +104,6 @@ fn main() {
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(measure(options()));
-}
-
-/// A `tools/call` request for `/mcp`.
-fn tool_call(
-    gateway: SocketAddr,
-    token: &str,
-    id: u64,
-    name: &str,
-    arguments: Value,
-) -> Request<Full<Bytes>> {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
-    Request::post("/mcp")
-        .header("host", gateway.to_string())
-        .header("authorization", format!("Bearer {token}"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request")
 }
 
 /// Makes `queue_status` calls to `address` (the gateway or the bare route).

@@ -23,12 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use gateway::{Gateway, Placement, oauth_flow};
+use gateway::{Gateway, Placement, oauth_flow, tool_call};
 use load::{MakeRequest, Run};
 
 struct Options {
@@ -216,24 +213,6 @@ impl Setup {
         }
         total
     }
-}
-
-fn tool_call(
-    gateway: SocketAddr,
-    token: &str,
-    id: u64,
-    name: &str,
-    arguments: Value,
-) -> Request<Full<Bytes>> {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
-    Request::post("/mcp")
-        .header("host", gateway.to_string())
-        .header("authorization", format!("Bearer {token}"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request")
 }
 
 fn main() {

@@ -243,7 +243,7 @@ async fn open_duplicates(
 
 /// `($1, $2), ($3, $4)`: `rows` tuples of `width` numbered placeholders, the form both engines
 /// read (sqlx's query builder writes `?`, which PostgreSQL does not).
-fn placeholders(rows: usize, width: usize) -> String {
+pub(super) fn placeholders(rows: usize, width: usize) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|row| {
             let numbers: Vec<String> = (1..=width)

@@ -1,6 +1,6 @@
 //! Token signing keys (private PKCS#8, never served) and the list of revoked access tokens.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::clock::UnixSeconds;
 use crate::store::{Engine, Store, StoreError};
@@ -53,26 +53,12 @@ impl Store {
     /// Makes `key` the signing key and retires every other one, at once.
     pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
-        if self.engine == Engine::Postgres {
-            // Two replicas creating the first key at once (or the CLI rotating while a replica
-            // starts) take turns, so exactly one key is left unretired.
-            sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *transaction)
-                .await?;
-        }
+        self.lock_signing_keys(&mut transaction).await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(key.created_at)
             .execute(&mut *transaction)
             .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_pkcs8)
-        .bind(key.created_at)
-        .execute(&mut *transaction)
-        .await?;
+        insert_key(&mut transaction, key).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -84,11 +70,7 @@ impl Store {
         key: &SigningKeyRecord,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
-        if self.engine == Engine::Postgres {
-            sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *transaction)
-                .await?;
-        }
+        self.lock_signing_keys(&mut transaction).await?;
         let live: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
                 .fetch_one(&mut *transaction)
@@ -96,17 +78,21 @@ impl Store {
         if live > 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_pkcs8)
-        .bind(key.created_at)
-        .execute(&mut *transaction)
-        .await?;
+        insert_key(&mut transaction, key).await?;
         transaction.commit().await?;
         Ok(true)
+    }
+
+    /// On PostgreSQL, makes writers of signing keys take turns (two replicas creating the
+    /// first key at once, or the CLI rotating while a replica starts), so exactly one key is
+    /// left unretired. SQLite's write transaction already does.
+    async fn lock_signing_keys(&self, transaction: &mut AnyConnection) -> Result<(), StoreError> {
+        if self.engine == Engine::Postgres {
+            sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *transaction)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Extends how long `kid` must stay published, after it signed a token expiring then.
@@ -159,4 +145,20 @@ impl Store {
         .await?;
         Ok(row.try_get::<i64, _>(0)? != 0)
     }
+}
+
+async fn insert_key(
+    transaction: &mut AnyConnection,
+    key: &SigningKeyRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&key.kid)
+    .bind(&key.alg)
+    .bind(&key.private_pkcs8)
+    .bind(key.created_at)
+    .execute(transaction)
+    .await?;
+    Ok(())
 }

@@ -382,7 +382,7 @@ async fn copy_table(
         let insert = format!(
             "INSERT INTO {} ({columns}) VALUES {}",
             table.name,
-            placeholders(rows.len(), table.columns.len())
+            super::batch::placeholders(rows.len(), table.columns.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(insert));
         for row in &rows {
@@ -402,19 +402,6 @@ async fn copy_table(
         }
     }
     Ok(copied)
-}
-
-/// `($1, $2), ($3, $4)` for `rows` tuples of `width` values.
-fn placeholders(rows: usize, width: usize) -> String {
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let numbers: Vec<String> = (1..=width)
-                .map(|column| format!("${}", row * width + column))
-                .collect();
-            format!("({})", numbers.join(", "))
-        })
-        .collect();
-    tuples.join(", ")
 }
 
 #[cfg(test)]
@@ -468,10 +455,5 @@ mod tests {
             ours.sort_by(|a, b| a.0.cmp(&b.0));
             assert_eq!(ours, schema, "the columns of {}", table.name);
         }
-    }
-
-    #[test]
-    fn placeholders_are_numbered_across_tuples() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 }
