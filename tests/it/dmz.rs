@@ -70,6 +70,12 @@ fn free_port() -> u16 {
 
 /// Renders the repository's site config for this test and starts nginx in the foreground.
 fn start_nginx(gateway_port: u16, gateway_internal_port: u16, https_port: u16) -> Nginx {
+    start_nginx_for(&[gateway_port], gateway_internal_port, https_port)
+}
+
+/// `start_nginx` in front of one gateway, or of several replicas through the config's own
+/// commented replica block (uncommented, with the replicas' ports).
+fn start_nginx_for(gateway_ports: &[u16], gateway_internal_port: u16, https_port: u16) -> Nginx {
     let dir = TempDir::new().expect("temp dir");
     let path = dir.path();
     // World-writable temp dirs: nginx's workers drop root privileges.
@@ -122,10 +128,32 @@ fn start_nginx(gateway_port: u16, gateway_internal_port: u16, https_port: u16) -
         Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/nexus-gateway.conf"),
     )
     .expect("site config");
+    let (single, replicas) = match gateway_ports {
+        [only] => (
+            format!("server 127.0.0.1:{only};"),
+            [String::new(), String::new(), String::new()],
+        ),
+        [first, second] => (
+            String::new(),
+            [
+                "hash $binary_remote_addr consistent;".to_owned(),
+                format!("server 127.0.0.1:{first} max_fails=2 fail_timeout=10s;"),
+                format!("server 127.0.0.1:{second} max_fails=2 fail_timeout=10s;"),
+            ],
+        ),
+        _ => panic!("one gateway or two replicas"),
+    };
+    let [hash, first_replica, second_replica] = replicas;
     let replacements = [
+        ("server 127.0.0.1:8080;", single),
+        ("#   hash $binary_remote_addr consistent;", hash),
         (
-            "server 127.0.0.1:8080;",
-            format!("server 127.0.0.1:{gateway_port};"),
+            "#   server 10.0.0.11:8080 max_fails=2 fail_timeout=10s;",
+            first_replica,
+        ),
+        (
+            "#   server 10.0.0.12:8080 max_fails=2 fail_timeout=10s;",
+            second_replica,
         ),
         (
             "server 127.0.0.1:9464;",
@@ -537,5 +565,76 @@ async fn dmz_forwarded_for_is_believed_only_from_the_trusted_proxy() {
     assert_eq!(
         register(direct.clone(), url.clone(), Some("203.0.113.3")).await,
         StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, nginx and openssl; run by scripts/test"]
+async fn postgres_two_replicas_behind_the_shipped_nginx_upstream_serve_on_when_one_stops() {
+    let https_port = free_port();
+    let public_url = format!("https://127.0.0.1:{https_port}");
+    let (first, second) = crate::replicas::two_replicas(move |config| {
+        config.public_url = nexus_gateway::config::PublicUrl::parse(&public_url).expect("url");
+        config.trusted_proxies = vec![PROXY_ADDRESS.parse().expect("ip")];
+    })
+    .await;
+    let port_of = |url: &str| -> u16 {
+        url.rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("port")
+    };
+    let nginx = start_nginx_for(
+        &[port_of(&first.base_url), port_of(&second.base_url)],
+        port_of(&first.internal_url),
+        https_port,
+    );
+    let http = nginx.client("127.0.0.1");
+    let token = token_through(&nginx, &http, &nginx.url("/mcp")).await;
+    let send = |text: &'static str| {
+        let (http, token, url) = (http.clone(), token.clone(), nginx.url("/mcp"));
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "send_message", "arguments": {"message": text}}});
+            http.post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-06-18")
+                .json(&body)
+                .send()
+                .await
+                .expect("through nginx")
+        }
+    };
+    let before = send("before the stop").await;
+    assert_eq!(before.status(), StatusCode::OK);
+    // Stop the replica this address is pinned to: nginx moves it to the other, which serves
+    // the same token, task list and all.
+    let sent_once = r#"nexus_tool_calls_total{tool="send_message",outcome="ok"} 1"#;
+    let (pinned, other) = if first.metrics().await.contains(sent_once) {
+        (first, second)
+    } else {
+        assert!(
+            second.metrics().await.contains(sent_once),
+            "one replica served it"
+        );
+        (second, first)
+    };
+    pinned.stop().await;
+    let survivor = other;
+    let after = send("after the stop").await;
+    assert_eq!(after.status(), StatusCode::OK, "{:?}", after.text().await);
+    let body: Value = after.json().await.expect("json");
+    assert_eq!(
+        body["result"]["structuredContent"]["queued"], true,
+        "{body}"
+    );
+    let store = nexus_gateway::store::Store::open_at(&survivor.config.store_location())
+        .await
+        .expect("store");
+    assert_eq!(
+        store.open_messages(None).await.expect("open").len(),
+        2,
+        "both tasks are in the shared store"
     );
 }
