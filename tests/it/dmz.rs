@@ -19,9 +19,9 @@ use tempfile::TempDir;
 use crate::support::{McpUser, Pkce, TestApp, redirect_params, spawn_app_with};
 
 /// The address nginx connects to the gateway from; the gateway trusts only it.
-const PROXY_ADDRESS: &str = "127.0.0.2";
+pub(crate) const PROXY_ADDRESS: &str = "127.0.0.2";
 
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     https_port: u16,
     internal_port: u16,
@@ -36,7 +36,7 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.https_port)
     }
 
@@ -50,7 +50,7 @@ impl Nginx {
     }
 
     /// An HTTPS client trusting only the test certificate, connecting from `source`.
-    fn client(&self, source: &str) -> reqwest::Client {
+    pub(crate) fn client(&self, source: &str) -> reqwest::Client {
         reqwest::Client::builder()
             .tls_certs_only([self.certificate()])
             .local_address(source.parse::<IpAddr>().expect("ip"))
@@ -60,7 +60,7 @@ impl Nginx {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -75,7 +75,11 @@ fn start_nginx(gateway_port: u16, gateway_internal_port: u16, https_port: u16) -
 
 /// `start_nginx` in front of one gateway, or of several replicas through the config's own
 /// commented replica block (uncommented, with the replicas' ports).
-fn start_nginx_for(gateway_ports: &[u16], gateway_internal_port: u16, https_port: u16) -> Nginx {
+pub(crate) fn start_nginx_for(
+    gateway_ports: &[u16],
+    gateway_internal_port: u16,
+    https_port: u16,
+) -> Nginx {
     let dir = TempDir::new().expect("temp dir");
     let path = dir.path();
     // World-writable temp dirs: nginx's workers drop root privileges.
@@ -261,7 +265,7 @@ async fn gateway_behind_nginx(
 }
 
 /// The whole OAuth flow through nginx; returns an access token.
-async fn token_through(nginx: &Nginx, http: &reqwest::Client, resource: &str) -> String {
+pub(crate) async fn token_through(nginx: &Nginx, http: &reqwest::Client, resource: &str) -> String {
     let registered: Value = http
         .post(nginx.url("/register"))
         .json(&json!({"redirect_uris": ["https://client.example/callback"], "token_endpoint_auth_method": "none", "client_name": "Via nginx"}))
@@ -565,76 +569,5 @@ async fn dmz_forwarded_for_is_believed_only_from_the_trusted_proxy() {
     assert_eq!(
         register(direct.clone(), url.clone(), Some("203.0.113.3")).await,
         StatusCode::TOO_MANY_REQUESTS
-    );
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL, nginx and openssl; run by scripts/test"]
-async fn postgres_two_replicas_behind_the_shipped_nginx_upstream_serve_on_when_one_stops() {
-    let https_port = free_port();
-    let public_url = format!("https://127.0.0.1:{https_port}");
-    let (first, second) = crate::replicas::two_replicas(move |config| {
-        config.public_url = nexus_gateway::config::PublicUrl::parse(&public_url).expect("url");
-        config.trusted_proxies = vec![PROXY_ADDRESS.parse().expect("ip")];
-    })
-    .await;
-    let port_of = |url: &str| -> u16 {
-        url.rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("port")
-    };
-    let nginx = start_nginx_for(
-        &[port_of(&first.base_url), port_of(&second.base_url)],
-        port_of(&first.internal_url),
-        https_port,
-    );
-    let http = nginx.client("127.0.0.1");
-    let token = token_through(&nginx, &http, &nginx.url("/mcp")).await;
-    let send = |text: &'static str| {
-        let (http, token, url) = (http.clone(), token.clone(), nginx.url("/mcp"));
-        async move {
-            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "send_message", "arguments": {"message": text}}});
-            http.post(url)
-                .bearer_auth(token)
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-06-18")
-                .json(&body)
-                .send()
-                .await
-                .expect("through nginx")
-        }
-    };
-    let before = send("before the stop").await;
-    assert_eq!(before.status(), StatusCode::OK);
-    // Stop the replica this address is pinned to: nginx moves it to the other, which serves
-    // the same token, task list and all.
-    let sent_once = r#"nexus_tool_calls_total{tool="send_message",outcome="ok"} 1"#;
-    let (pinned, other) = if first.metrics().await.contains(sent_once) {
-        (first, second)
-    } else {
-        assert!(
-            second.metrics().await.contains(sent_once),
-            "one replica served it"
-        );
-        (second, first)
-    };
-    pinned.stop().await;
-    let survivor = other;
-    let after = send("after the stop").await;
-    assert_eq!(after.status(), StatusCode::OK, "{:?}", after.text().await);
-    let body: Value = after.json().await.expect("json");
-    assert_eq!(
-        body["result"]["structuredContent"]["queued"], true,
-        "{body}"
-    );
-    let store = nexus_gateway::store::Store::open_at(&survivor.config.store_location())
-        .await
-        .expect("store");
-    assert_eq!(
-        store.open_messages(None).await.expect("open").len(),
-        2,
-        "both tasks are in the shared store"
     );
 }

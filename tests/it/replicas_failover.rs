@@ -1,13 +1,16 @@
 //! Replicas failing: one of two killed with SIGKILL under load, the Telegram bot's poller
-//! stopping and another taking over, and the lease that decides who polls. Ignored unless run
+//! stopping and another taking over, the lease that decides who polls, and nginx moving a
+//! client to the other replica when its own stops. Ignored unless run
 //! with `--ignored postgres_` and `POSTGRES_TEST_URL` (scripts/test starts a throwaway server).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::dmz::{PROXY_ADDRESS, free_port, start_nginx_for, token_through};
 use crate::replicas::two_replicas;
 use crate::support::postgres::{database_for, postgres_server};
 use crate::support::{Lifecycle, McpUser, TestApp, spawn_in};
@@ -280,5 +283,76 @@ async fn postgres_replicas_a_lease_is_held_by_one_until_it_lapses() {
             .take_lease(lease, "first", 1062, 1102)
             .await
             .expect("take")
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL, nginx and openssl: scripts/test runs it"]
+async fn postgres_two_replicas_behind_the_shipped_nginx_upstream_serve_on_when_one_stops() {
+    let https_port = free_port();
+    let public_url = format!("https://127.0.0.1:{https_port}");
+    let (first, second) = two_replicas(move |config| {
+        config.public_url = nexus_gateway::config::PublicUrl::parse(&public_url).expect("url");
+        config.trusted_proxies = vec![PROXY_ADDRESS.parse().expect("ip")];
+    })
+    .await;
+    let port_of = |url: &str| -> u16 {
+        url.rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("port")
+    };
+    let nginx = start_nginx_for(
+        &[port_of(&first.base_url), port_of(&second.base_url)],
+        port_of(&first.internal_url),
+        https_port,
+    );
+    let http = nginx.client("127.0.0.1");
+    let token = token_through(&nginx, &http, &nginx.url("/mcp")).await;
+    let send = |text: &'static str| {
+        let (http, token, url) = (http.clone(), token.clone(), nginx.url("/mcp"));
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "send_message", "arguments": {"message": text}}});
+            http.post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-06-18")
+                .json(&body)
+                .send()
+                .await
+                .expect("through nginx")
+        }
+    };
+    let before = send("before the stop").await;
+    assert_eq!(before.status(), StatusCode::OK);
+    // Stop the replica this address is pinned to: nginx moves it to the other, which serves
+    // the same token, task list and all.
+    let sent_once = r#"nexus_tool_calls_total{tool="send_message",outcome="ok"} 1"#;
+    let (pinned, other) = if first.metrics().await.contains(sent_once) {
+        (first, second)
+    } else {
+        assert!(
+            second.metrics().await.contains(sent_once),
+            "one replica served it"
+        );
+        (second, first)
+    };
+    pinned.stop().await;
+    let survivor = other;
+    let after = send("after the stop").await;
+    assert_eq!(after.status(), StatusCode::OK, "{:?}", after.text().await);
+    let body: Value = after.json().await.expect("json");
+    assert_eq!(
+        body["result"]["structuredContent"]["queued"], true,
+        "{body}"
+    );
+    let store = nexus_gateway::store::Store::open_at(&survivor.config.store_location())
+        .await
+        .expect("store");
+    assert_eq!(
+        store.open_messages(None).await.expect("open").len(),
+        2,
+        "both tasks are in the shared store"
     );
 }
