@@ -30,6 +30,16 @@ impl Engine {
             Engine::Postgres => " FOR UPDATE",
         }
     }
+
+    /// What a statement that picks one row of many to take appends: on PostgreSQL, a row
+    /// another transaction holds is passed over for the next, so concurrent takers never get
+    /// the same one (or wait on each other); SQLite's write transaction is alone anyway.
+    pub(super) fn skip_locked(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 /// Where the store lives. (`Debug` shows a URL without its password.)

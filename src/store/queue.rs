@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::clock::UnixSeconds;
 use crate::queue::message::MessageStatus;
 use crate::store::updates::insert_update;
-use crate::store::{Engine, Store, StoreError, UpdateRecord, engine_of, names_nothing};
+use crate::store::{Store, StoreError, UpdateRecord, engine_of, names_nothing};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,14 +161,11 @@ impl Store {
         let numbers: Vec<String> = (1..=targets.len()).map(|n| format!("${n}")).collect();
         // Agents long-polling other replicas claim at the same moment: each takes the first
         // row no one else has locked, so two never get the same task.
-        let skip_claimed = match self.engine {
-            Engine::Sqlite => "",
-            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
         let oldest = format!(
             "SELECT id FROM messages WHERE status = 'pending' AND target IN ({})
-             ORDER BY urgent DESC, created_at, rowid LIMIT 1{skip_claimed}",
-            numbers.join(", ")
+             ORDER BY urgent DESC, created_at, rowid LIMIT 1{}",
+            numbers.join(", "),
+            self.engine.skip_locked()
         );
         let mut query = sqlx::query(AssertSqlSafe(oldest));
         for target in targets {

@@ -60,6 +60,14 @@ impl Nginx {
     }
 }
 
+/// The port of a `http://host:port` URL.
+pub(crate) fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("port")
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -250,12 +258,6 @@ async fn gateway_behind_nginx(
         adjust(config);
     })
     .await;
-    let port_of = |url: &str| -> u16 {
-        url.rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("port")
-    };
     let nginx = start_nginx(
         port_of(&app.base_url),
         port_of(&app.internal_url),

@@ -74,29 +74,13 @@ fn data_dir_line(data_dir: &Path) -> String {
     format!("data_dir = {:?}\n", data_dir.to_str().expect("utf-8"))
 }
 
-async fn sqlite_counts(file: &Path) -> Vec<i64> {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(file)
-        .read_only(true);
-    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+/// Rows per table, in `TABLES` order, of the database at `url` (a `sqlite://` file or a
+/// `postgres://` database).
+async fn table_counts(url: &str) -> Vec<i64> {
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(url)
         .await
-        .expect("the SQLite file opens");
-    let mut counts = Vec::new();
-    for table in TABLES {
-        let count: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&mut connection)
-                .await
-                .expect("count");
-        counts.push(count);
-    }
-    counts
-}
-
-async fn postgres_counts(url: &str) -> Vec<i64> {
-    let mut connection = sqlx::PgConnection::connect(url)
-        .await
-        .expect("the target answers");
+        .expect("the database opens");
     let mut counts = Vec::new();
     for table in TABLES {
         let count: i64 =
@@ -275,7 +259,7 @@ async fn postgres_migrate_store_copies_everything_and_logs_nobody_out() {
     let dir = Arc::new(TempDir::new().expect("data dir"));
     let before = use_a_sqlite_gateway(dir.clone()).await;
     let sqlite_file = database_file(dir.path());
-    let source_counts = sqlite_counts(&sqlite_file).await;
+    let source_counts = table_counts(&format!("sqlite://{}?mode=ro", sqlite_file.display())).await;
     for table in ["revoked_tokens", "revocation_log", "messages", "agents"] {
         let index = TABLES.iter().position(|name| *name == table).expect("t");
         assert!(source_counts[index] > 0, "{table} has rows to copy");
@@ -293,7 +277,7 @@ async fn postgres_migrate_store_copies_everything_and_logs_nobody_out() {
         stdout.contains("NEXUS_DATABASE_URL") && stdout.contains("backup"),
         "{stdout}"
     );
-    assert_eq!(postgres_counts(&target).await, source_counts);
+    assert_eq!(table_counts(&target).await, source_counts);
     assert_same_columns(&sqlite_file, &target).await;
 
     // A gateway on the copy, at the same public URL (tokens are bound to it).
@@ -344,12 +328,12 @@ async fn postgres_migrate_store_copies_everything_and_logs_nobody_out() {
     app.stop().await;
 
     // Again, into the database now in use: refused, and nothing changes.
-    let counts = postgres_counts(&target).await;
+    let counts = table_counts(&target).await;
     let output = migrate(work.path(), &target);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("is not empty"), "{stderr}");
-    assert_eq!(postgres_counts(&target).await, counts);
+    assert_eq!(table_counts(&target).await, counts);
 }
 
 #[test]

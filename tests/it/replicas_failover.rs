@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::dmz::{PROXY_ADDRESS, free_port, start_nginx_for, token_through};
+use crate::dmz::{PROXY_ADDRESS, free_port, port_of, start_nginx_for, token_through};
 use crate::replicas::two_replicas;
 use crate::support::postgres::{database_for, postgres_server};
 use crate::support::{Lifecycle, McpUser, TestApp, spawn_in};
@@ -296,12 +296,6 @@ async fn postgres_two_replicas_behind_the_shipped_nginx_upstream_serve_on_when_o
         config.trusted_proxies = vec![PROXY_ADDRESS.parse().expect("ip")];
     })
     .await;
-    let port_of = |url: &str| -> u16 {
-        url.rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("port")
-    };
     let nginx = start_nginx_for(
         &[port_of(&first.base_url), port_of(&second.base_url)],
         port_of(&first.internal_url),
