@@ -1,16 +1,20 @@
 //! An upstream MCP server fixture for the federation integration tests: the gateway connects
 //! to it as an rmcp client, over stdio (the default) or Streamable HTTP (`--http ADDR`, served
 //! at `/mcp`). It does on demand what real servers cannot: sleep until cancelled, crash
-//! mid-call, answer with a huge result, show the environment and HTTP headers it got, and let
-//! a test make its tool list drift through `<state-dir>/tools.json`.
+//! mid-call, answer with a huge result, show the environment and HTTP headers it got, ask its
+//! client for sampling, elicitation or roots (`ask`, which also shows the capabilities the client
+//! declared), flood its stderr (`shout`), and let a test make its tool list drift through
+//! `<state-dir>/tools.json`.
 //!
 //! Usage: `upstream_fixture [--http 127.0.0.1:PORT] [--state-dir DIR]`
 //!
-//! With `--state-dir`, it writes `DIR/pid` (its process id), appends `started` to
-//! `DIR/events.log` at every start and `cancelled slow` when a `slow` call is cancelled, writes
-//! `DIR/addr` (the bound address, useful with port 0) in HTTP mode, and reads `DIR/tools.json`
-//! at every `tools/list` and `tools/call`:
+//! With `--state-dir`, it writes `DIR/pid` (its process id), appends to `DIR/events.log`
+//! `started` at every start, `began slow` when a `slow` call starts sleeping, `cancelled slow`
+//! when it is cancelled and, in HTTP mode, `request <METHOD> <PATH>` for every HTTP request that
+//! reaches it; writes `DIR/addr` (the bound address, useful with port 0) in HTTP mode, and reads
+//! `DIR/tools.json` at every `tools/list` and `tools/call`:
 //! `{"<tool>": {"description": "...", "input_schema": {...}}, "hide": ["<tool>", ...]}`.
+//! In HTTP mode `/moved` answers every request with a 307 to `/mcp` (a same-origin redirect).
 //! Nothing is ever written to stdout except the protocol.
 
 use std::collections::BTreeMap;
@@ -24,8 +28,9 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ElicitRequest,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, ServerRequest, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -59,6 +64,20 @@ struct AddArgs {
 struct SlowArgs {
     /// How long to sleep, in seconds (fractions allowed).
     seconds: f64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct AskArgs {
+    /// What to ask the client for: "sampling", "elicitation" or "roots".
+    what: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct ShoutArgs {
+    /// How many lines to write to stderr.
+    lines: usize,
+    /// How long each line is, in bytes (its number first, then `y`s).
+    length: usize,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -171,6 +190,7 @@ impl Fixture {
     ) -> Result<String, String> {
         let duration = Duration::try_from_secs_f64(args.seconds)
             .map_err(|error| format!("bad seconds: {error}"))?;
+        self.event("began slow");
         tokio::select! {
             () = tokio::time::sleep(duration) => Ok("done".into()),
             () = ct.cancelled() => {
@@ -211,6 +231,83 @@ impl Fixture {
             }
         }
         text_and_structured(lines.join("\n"), json!({ "headers": map }))
+    }
+
+    #[tool(
+        description = "Ask the client for sampling, elicitation or roots; answer whether it was refused, with the capabilities the client declared."
+    )]
+    async fn ask(
+        &self,
+        Parameters(args): Parameters<AskArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, String> {
+        let peer = &context.peer;
+        #[allow(deprecated)] // sampling and roots: deprecated, yet servers still ask.
+        let answer = match args.what.as_str() {
+            "sampling" => {
+                let params = serde_json::from_value(json!({
+                    "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}],
+                    "maxTokens": 10
+                }))
+                .map_err(|error| error.to_string())?;
+                peer.create_message(params)
+                    .await
+                    .map(|result| json!(result))
+            }
+            "roots" => peer.list_roots().await.map(|result| json!(result)),
+            "elicitation" => {
+                // rmcp's `create_elicitation` needs a feature the gateway does not build with.
+                let params = serde_json::from_value(json!({
+                    "mode": "form",
+                    "message": "your name?",
+                    "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}}
+                }))
+                .map_err(|error| error.to_string())?;
+                peer.send_request(ServerRequest::ElicitRequest(ElicitRequest::new(params)))
+                    .await
+                    .map(|result| json!(result))
+            }
+            other => return Err(format!("cannot ask for {other:?}")),
+        };
+        let info = peer.peer_info();
+        let mut report = json!({
+            "asked": args.what,
+            "capabilities": info.as_ref().map(|info| json!(info.capabilities)),
+            "protocol_version": info.as_ref().map(|info| json!(info.protocol_version)),
+        });
+        let text = match answer {
+            Ok(answered) => {
+                report["refused"] = json!(false);
+                report["answer"] = answered;
+                format!("{} answered", args.what)
+            }
+            Err(error) => {
+                report["refused"] = json!(true);
+                report["error"] = json!(error.to_string());
+                if let rmcp::ServiceError::McpError(data) = &error {
+                    report["code"] = json!(data.code.0);
+                }
+                format!("{} refused: {error}", args.what)
+            }
+        };
+        Ok(text_and_structured(text, report))
+    }
+
+    #[tool(description = "Write lines of the given length to stderr, all at once.")]
+    async fn shout(&self, Parameters(args): Parameters<ShoutArgs>) -> Result<String, String> {
+        let mut burst = Vec::with_capacity(args.lines.saturating_mul(args.length + 1));
+        for number in 0..args.lines {
+            let mut line = format!("{number:06}").into_bytes();
+            line.resize(args.length, b'y');
+            burst.extend_from_slice(&line);
+            burst.push(b'\n');
+        }
+        let mut stderr = std::io::stderr().lock();
+        stderr
+            .write_all(&burst)
+            .and_then(|()| stderr.flush())
+            .map_err(|error| format!("cannot write stderr: {error}"))?;
+        Ok(format!("shouted {} lines", args.lines))
     }
 }
 
@@ -304,7 +401,32 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let router = axum::Router::new().route_service("/mcp", service);
+    let requests = state_dir.clone();
+    let router = axum::Router::new()
+        .route_service("/mcp", service)
+        .route(
+            "/moved",
+            axum::routing::any(|| async {
+                (
+                    http::StatusCode::TEMPORARY_REDIRECT,
+                    [(http::header::LOCATION, "/mcp")],
+                )
+            }),
+        )
+        // Every request that reaches the fixture, for the tests of what the gateway never sends.
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if let Some(dir) = &requests
+                    && let Err(error) = append_event(
+                        dir,
+                        &format!("request {} {}", request.method(), request.uri().path()),
+                    )
+                {
+                    eprintln!("upstream fixture: cannot write events.log: {error}");
+                }
+                next.run(request)
+            },
+        ));
     eprintln!("upstream fixture ready on http://{local}/mcp");
     axum::serve(listener, router).await?;
     Ok(())

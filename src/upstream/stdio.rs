@@ -70,7 +70,9 @@ pub fn spawn(
     Ok((transport, ProcessGroupGuard(leader), stderr))
 }
 
-/// Logs an upstream's stderr, one event per line, with the line length and rate capped.
+/// Logs an upstream's stderr, one event per line, with the line length and rate capped. The
+/// lines over the rate are counted, and the count is logged when their second is over, even if
+/// the child says nothing more (a crash's last burst is the one that matters).
 pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
     tokio::spawn(async move {
         let mut buffer = [0u8; 4096];
@@ -78,10 +80,24 @@ pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
         let mut truncated = false;
         let mut window = Instant::now();
         let (mut logged, mut dropped) = (0u32, 0u32);
-        while let Ok(read) = stderr.read(&mut buffer).await {
-            if read == 0 {
+        loop {
+            let read = if dropped > 0 {
+                let window_end = tokio::time::Instant::from_std(window + Duration::from_secs(1));
+                match tokio::time::timeout_at(window_end, stderr.read(&mut buffer)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        report_dropped(&upstream, dropped);
+                        window = Instant::now();
+                        (logged, dropped) = (0, 0);
+                        continue;
+                    }
+                }
+            } else {
+                stderr.read(&mut buffer).await
+            };
+            let Ok(read @ 1..) = read else {
                 break;
-            }
+            };
             for &byte in &buffer[..read] {
                 if byte != b'\n' {
                     if line.len() < MAX_STDERR_LINE {
@@ -92,9 +108,7 @@ pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
                     continue;
                 }
                 if window.elapsed() >= Duration::from_secs(1) {
-                    if dropped > 0 {
-                        tracing::warn!(upstream = %upstream, dropped, "upstream stderr lines dropped (rate cap)");
-                    }
+                    report_dropped(&upstream, dropped);
                     window = Instant::now();
                     (logged, dropped) = (0, 0);
                 }
@@ -109,7 +123,15 @@ pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
                 truncated = false;
             }
         }
+        report_dropped(&upstream, dropped);
     });
+}
+
+/// Logs how many stderr lines the rate cap dropped, if any.
+fn report_dropped(upstream: &str, dropped: u32) {
+    if dropped > 0 {
+        tracing::warn!(upstream = %upstream, dropped, "upstream stderr lines dropped (rate cap)");
+    }
 }
 
 /// The shim: runs `command` in this process group, passes its exit code on, and kills the

@@ -2,96 +2,22 @@
 //! real servers (`federation_real.rs`) cannot do on demand: crash mid-call, hang past the
 //! timeout (and see the cancellation), drift, answer 2 MiB, report its environment or headers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_gateway::config::Config;
-use nexus_gateway::config::upstreams::{UpstreamConfig, UpstreamToolConfig};
 use nexus_gateway::upstream::Status;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::support::fixture::{
+    client, fixture_binary, fixture_upstream, gateway_with_fixture, http_fixture, ready,
+    toml_upstream, wait_for_event, wait_for_file,
+};
 use crate::support::{
     Lifecycle, McpClient, TestApp, call_tool, spawn_app_with, tool_names, tool_text,
 };
-
-/// The fixture server, built by `cargo build --examples` (scripts/test does).
-pub(crate) fn fixture_binary() -> PathBuf {
-    let binary = Path::new(env!("CARGO_BIN_EXE_nexus-gateway"));
-    let path = binary
-        .parent()
-        .expect("target dir")
-        .join("examples/upstream_fixture");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --examples` (scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-/// Allow-lists `tools` (name, expose_as, scope) of the fixture as upstream `fx`.
-pub fn fixture_upstream(
-    state_dir: &Path,
-    tools: &[(&str, Option<&str>, Option<&str>)],
-) -> UpstreamConfig {
-    let mut upstream: UpstreamConfig = toml_upstream(&format!(
-        "name = \"fx\"\ncommand = {:?}\nargs = [\"--state-dir\", {:?}]\nenv = {{ FIXTURE_REGION = \"home\" }}\n",
-        fixture_binary().display().to_string(),
-        state_dir.display().to_string()
-    ));
-    upstream.tools = tools
-        .iter()
-        .map(|(name, expose_as, scope)| UpstreamToolConfig {
-            name: (*name).into(),
-            expose_as: expose_as.map(str::to_owned),
-            scope: scope.map(str::to_owned),
-            mode: Default::default(),
-        })
-        .collect();
-    upstream
-}
-
-pub(crate) fn toml_upstream(body: &str) -> UpstreamConfig {
-    let config = Config::from_toml(&format!("[[upstreams]]\n{body}")).expect("upstream config");
-    config.upstreams.into_iter().next().expect("one upstream")
-}
-
-/// Waits (bounded) until upstream `name` is ready.
-pub async fn ready(app: &TestApp, name: &str) {
-    let upstream = app.upstreams.get(name).expect("configured");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        upstream.wait_for_status(|status| *status == Status::Ready),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "upstream {name} never became ready: {:?}",
-            upstream.status()
-        )
-    });
-}
-
-pub(crate) async fn client(app: &TestApp, scope: &str) -> McpClient {
-    app.mcp_client(&app.access_token(scope).await, Lifecycle::Initialize)
-        .await
-}
-
-/// A gateway publishing the fixture's tools; returns it with the fixture's state dir.
-async fn gateway_with_fixture(
-    tools: &[(&str, Option<&str>, Option<&str>)],
-    adjust: impl FnOnce(&mut UpstreamConfig),
-) -> (TestApp, Arc<TempDir>) {
-    let state = Arc::new(TempDir::new().expect("state dir"));
-    let mut upstream = fixture_upstream(state.path(), tools);
-    adjust(&mut upstream);
-    let app = spawn_app_with(|config| config.upstreams = vec![upstream]).await;
-    ready(&app, "fx").await;
-    (app, state)
-}
 
 #[tokio::test]
 async fn only_allow_listed_tools_are_published_renamed_and_scoped() {
@@ -222,19 +148,8 @@ async fn a_call_past_its_timeout_is_cancelled_upstream() {
         tool_text(&slow)
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    // The upstream was told: it records the cancellation (bounded wait for another process).
-    let log = state.path().join("events.log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("cancelled slow")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no cancellation reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The upstream was told: it records the cancellation.
+    wait_for_event(state.path(), "cancelled slow").await;
     // A slow call did not get the upstream restarted.
     assert_eq!(
         tool_text(&call_tool(&client, "fx_echo", json!({"text": "still here"})).await),
@@ -378,24 +293,6 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits (bounded) for a file another process writes.
-fn wait_for_file(path: &Path) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && !text.trim().is_empty()
-        {
-            return text;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn no_upstream_process_outlives_the_gateway_killed_or_stopped() {
     for signal in [
@@ -450,23 +347,10 @@ fn no_upstream_process_outlives_the_gateway_killed_or_stopped() {
 #[tokio::test]
 async fn an_http_upstream_gets_its_own_credential_never_the_clients_token() {
     let state = TempDir::new().expect("state");
-    let mut server = tokio::process::Command::new(fixture_binary())
-        .args(["--http", "127.0.0.1:0", "--state-dir"])
-        .arg(state.path())
-        .kill_on_drop(true)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("fixture starts");
-    let address = tokio::task::spawn_blocking({
-        let path = state.path().join("addr");
-        move || wait_for_file(&path)
-    })
-    .await
-    .expect("addr");
+    let (mut server, address) = http_fixture(state.path()).await;
     let upstream = toml_upstream(&format!(
         // cargo sets CARGO_PKG_NAME for the test process: a credential we know.
-        "name = \"web\"\nurl = \"http://{}/mcp\"\nbearer_token_env = \"CARGO_PKG_NAME\"\ntools = [{{ name = \"headers\" }}, {{ name = \"echo\" }}]\n",
-        address.trim()
+        "name = \"web\"\nurl = \"http://{address}/mcp\"\nbearer_token_env = \"CARGO_PKG_NAME\"\ntools = [{{ name = \"headers\" }}, {{ name = \"echo\" }}]\n",
     ));
     let app = spawn_app_with(|config| config.upstreams = vec![upstream]).await;
     ready(&app, "web").await;

@@ -5,7 +5,7 @@
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::federation::{fixture_binary, fixture_upstream, ready};
+use crate::support::fixture::{fixture_binary, fixture_upstream, ready};
 use crate::support::{Pkce, spawn_app_with};
 
 #[tokio::test]
@@ -29,7 +29,7 @@ async fn import_prints_toml_with_empty_allow_lists_and_the_offered_tools() {
     assert!(toml.contains("\"Fixture Server\" renamed"), "{toml}");
     assert!(toml.contains("env = { \"REGION\" = \"home\" }"), "{toml}");
     assert!(
-        toml.contains("# offers 7 tools:") && toml.contains("#   echo: "),
+        toml.contains("# offers 9 tools:") && toml.contains("#   echo: "),
         "{toml}"
     );
     assert!(toml.contains("not found on PATH"), "{toml}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::federation::{client, fixture_upstream, ready};
+use crate::support::fixture::{client, fixture_upstream, ready};
 use crate::support::{Lifecycle, McpClient, call_tool};
 
 /// Pulls (waiting) until task `id` reaches a final status; returns (status, content).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::federation::ready;
+use crate::support::fixture::ready;
 use crate::support::{Lifecycle, call_tool, spawn_app_with, tool_names, tool_text};
 
 fn installed(relative: &str) -> PathBuf {

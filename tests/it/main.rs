@@ -14,6 +14,7 @@ mod crash;
 mod dmz;
 mod fake_telegram;
 mod federation;
+mod federation_claims;
 mod federation_ops;
 mod federation_queued;
 mod federation_real;

@@ -24,6 +24,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod fixture;
 mod mcp;
 pub mod postgres;
 pub use mcp::*;
