@@ -9,7 +9,7 @@
 //!
 //! The gateway is the release binary in its own process, on a fresh data dir, with tokens from
 //! the real OAuth flow. `cargo bench --bench hot_path -- [--seconds S] [--rounds R]
-//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] [--sends-only]`. It prints a table and writes
+//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] [--sends-only] [--status-only]`. It prints a table and writes
 //! a JSON file a later run can be compared with (`--compare`).
 
 // A benchmark fails loudly on purpose: a panic with a message is the report.
@@ -45,6 +45,8 @@ struct Options {
     binary: std::path::PathBuf,
     /// Only durable sends, for as long as asked (to profile them with `perf -p`).
     sends_only: bool,
+    /// Only `queue_status` calls at concurrency 64, for as long as asked (to profile them).
+    status_only: bool,
 }
 
 fn options() -> Options {
@@ -57,6 +59,7 @@ fn options() -> Options {
         quick: false,
         binary: env!("CARGO_BIN_EXE_nexus-gateway").into(),
         sends_only: false,
+        status_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -85,6 +88,7 @@ fn options() -> Options {
             "--compare" => options.compare = Some(args.next().expect("--compare PATH").into()),
             "--gateway" => options.binary = args.next().expect("--gateway BINARY").into(),
             "--sends-only" => options.sends_only = true,
+            "--status-only" => options.status_only = true,
             "--quick" => {
                 options.quick = true;
                 options.seconds = 2;
@@ -189,6 +193,24 @@ async fn measure(options: Options) {
         );
         let (_, sends) = send_messages(&options, &gateway, &token).await;
         println!("send_message, c16: {sends:?}");
+        gateway.stop();
+        return;
+    }
+    if options.status_only {
+        println!(
+            "queue_status only; gateway pid {} (perf record -g -p {})",
+            gateway.pid(),
+            gateway.pid()
+        );
+        let calls = queue_status_calls(gateway.public, token.clone());
+        let run = load::run(
+            gateway.public,
+            64,
+            Duration::from_secs(options.seconds),
+            calls,
+        )
+        .await;
+        println!("queue_status, c64: {run:?}");
         gateway.stop();
         return;
     }

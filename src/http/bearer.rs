@@ -3,6 +3,8 @@
 //! claims put into the request extensions. Failures get a challenge that tells the client
 //! where to find our metadata, which is how claude.ai discovers the authorization server.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
@@ -19,8 +21,9 @@ use crate::oauth::{AccessTokenError, AuthServer};
 #[derive(Clone, Debug)]
 pub struct BearerGuard {
     auth: AuthServer,
-    resource_metadata_url: String,
-    required: Vec<Scope>,
+    // Shared, not owned: axum clones a middleware's state for every request.
+    resource_metadata_url: Arc<str>,
+    required: Arc<[Scope]>,
 }
 
 impl BearerGuard {
@@ -33,14 +36,14 @@ impl BearerGuard {
         );
         Self {
             auth,
-            resource_metadata_url,
-            required: required.to_vec(),
+            resource_metadata_url: resource_metadata_url.into(),
+            required: required.into(),
         }
     }
 
     /// The 401 challenge; `error` is set only when a token was presented (RFC 6750 §3.1).
     pub fn unauthorized(&self, error: Option<&'static str>) -> BearerChallenge {
-        let resource_metadata_url = self.resource_metadata_url.clone();
+        let resource_metadata_url = self.resource_metadata_url.to_string();
         let all_scopes = self.auth.settings().scopes.all().to_string();
         match error {
             Some(description) => BearerChallenge::InvalidToken {
@@ -59,7 +62,7 @@ impl BearerGuard {
     pub fn insufficient_scope(&self, needed: &[Scope]) -> BearerChallenge {
         let needed: Vec<&str> = needed.iter().map(|scope| scope.as_str()).collect();
         BearerChallenge::InsufficientScope {
-            resource_metadata_url: self.resource_metadata_url.clone(),
+            resource_metadata_url: self.resource_metadata_url.to_string(),
             needed: needed.join(" "),
         }
     }

@@ -4,6 +4,7 @@
 //! `insufficient_scope` (the needed scope in the challenge) before rmcp sees it.
 //! rmcp itself checks `Host` (DNS rebinding) and `Origin`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
@@ -11,10 +12,12 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use axum::{Json, Router};
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -74,8 +77,15 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         guard: guard.clone(),
         upstreams: state.upstreams.clone(),
     };
+    // One service for the process, borrowed by each request: rmcp's own `tower::Service` impl
+    // (and axum's `route_service`) would clone it, allow-lists and all, twice per request.
+    let service = Arc::new(service);
+    let handle = move |request: Request| {
+        let service = service.clone();
+        async move { service.handle(request).await }
+    };
     Router::new()
-        .route_service(paths::MCP, service)
+        .route(paths::MCP, any(handle))
         // Layers wrap outward: the bearer guard runs first, then the scope check.
         .route_layer(from_fn_with_state(gate, check_request))
         .route_layer(from_fn_with_state(guard, require_bearer))
@@ -88,9 +98,11 @@ struct McpGate {
     upstreams: Upstreams,
 }
 
-/// Checks a POSTed body before rmcp sees it: malformed JSON-RPC gets the JSON-RPC error the
-/// spec defines (rmcp would answer 415 with plain text), and a `tools/call` for a tool the
-/// token's scopes do not cover gets the 403 step-up challenge MCP clients act on.
+/// Checks a POSTed body before rmcp sees it: a tool call the token's scopes do not cover gets
+/// the 403 step-up challenge MCP clients act on, and malformed JSON-RPC gets the JSON-RPC error
+/// the spec defines (rmcp would answer 415 with plain text). rmcp parses the body itself, so a
+/// well-formed message is only peeked at here (method and tool name); the full parse that
+/// finds out what is wrong runs only when rmcp refuses a body.
 async fn check_request(State(gate): State<McpGate>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
@@ -104,24 +116,72 @@ async fn check_request(State(gate): State<McpGate>, request: Request, next: Next
         }
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
-    let message = match read_message(&bytes) {
-        Ok(message) => message,
-        Err(refusal) => return json_rpc_error(refusal.id, refusal.code, refusal.message),
+    let tool = match peek(&bytes) {
+        Some(peeked) => peeked.called_tool().map(Cow::into_owned),
+        None => match read_message(&bytes) {
+            Ok(message) => called_tool(&message).map(str::to_owned),
+            Err(refusal) => return json_rpc_error(refusal.id, refusal.code, refusal.message),
+        },
     };
-    if let Some(tool) = called_tool(&message) {
+    if let Some(tool) = tool {
         let granted = parts
             .extensions
             .get::<AccessClaims>()
             .map(|claims| ScopeSet::from_token_claim(&claims.scope))
             .unwrap_or_default();
-        if let Some(scope) = required_scope(tool, &gate.upstreams)
+        if let Some(scope) = required_scope(&tool, &gate.upstreams)
             && !granted.contains(&scope)
         {
             return gate.guard.insufficient_scope(&[scope]).into_response();
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE
+        && let Err(refusal) = read_message(&bytes)
+    {
+        // rmcp could not parse what the peek could: say why, as JSON-RPC.
+        return json_rpc_error(refusal.id, refusal.code, refusal.message);
+    }
+    response
+}
+
+/// The two fields of a message the scope check reads, borrowed from the body.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<PeekParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekParams<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+impl<'a> Peek<'a> {
+    /// The tool a `tools/call` names.
+    fn called_tool(self) -> Option<Cow<'a, str>> {
+        if self.method.as_deref() != Some("tools/call") {
+            return None;
+        }
+        self.params.and_then(|params| params.name)
+    }
+}
+
+/// The method and tool name of a single message, if its shape lets them be read cheaply (a
+/// JSON object whose `params`, if any, is an object with a string `name`, if any). `None`
+/// sends the body down the full parse. A call whose name is read wrongly here could not
+/// reach a tool it may not call: the tool handler checks scopes again on rmcp's parse.
+fn peek(bytes: &[u8]) -> Option<Peek<'_>> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    serde_json::from_slice(bytes).ok()
 }
 
 /// Whether reading a body failed because its deadline (`limits.body_read_timeout`) passed.
@@ -144,7 +204,7 @@ struct Refusal {
 }
 
 /// The message, parsed as rmcp will parse it; or, when it is not one, the JSON-RPC error
-/// that says why. The common case costs one typed parse; only a refusal is looked at closer.
+/// that says why. The typed parse comes first; only a refusal is looked at closer.
 fn read_message(bytes: &[u8]) -> Result<ClientJsonRpcMessage, Refusal> {
     let is_batch = bytes
         .iter()

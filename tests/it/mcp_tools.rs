@@ -429,6 +429,14 @@ async fn malformed_messages_and_bad_arguments_get_json_rpc_or_tool_errors_never_
         .expect("json");
     assert_eq!(wrong_params["error"]["code"], -32602);
     assert_eq!(wrong_params["id"], 3);
+    // The method reads fine; only rmcp's full parse finds the version wrong.
+    let not_json_rpc: Value = app
+        .mcp_post(Some(&token), r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(not_json_rpc["error"]["code"], -32600, "{not_json_rpc}");
     let unknown_target = app
         .mcp_post(
             Some(&token),
