@@ -26,12 +26,13 @@ pub fn init(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
-        // The request's span once (`span`), not again as a list of one (`spans`): the access
-        // line is written for every request, and serialising the span was a tenth of its cost.
+        // The span chain once (`spans`, outermost first: the request's span with its id, then
+        // any inner span), not its innermost span again (`span`): the access line is written for
+        // every request, and serialising the span twice was a tenth of its cost.
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_span_list(false)
+            .with_current_span(false)
             .try_init(),
     };
 }

@@ -7,7 +7,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Pid, getpgrp};
@@ -78,17 +78,14 @@ pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
         let mut buffer = [0u8; 4096];
         let mut line = Vec::new();
         let mut truncated = false;
-        let mut window = Instant::now();
-        let (mut logged, mut dropped) = (0u32, 0u32);
+        let mut log = StderrLog::new(upstream);
         loop {
-            let read = if dropped > 0 {
-                let window_end = tokio::time::Instant::from_std(window + Duration::from_secs(1));
+            let read = if log.dropped > 0 {
+                let window_end = log.window + Duration::from_secs(1);
                 match tokio::time::timeout_at(window_end, stderr.read(&mut buffer)).await {
                     Ok(read) => read,
                     Err(_) => {
-                        report_dropped(&upstream, dropped);
-                        window = Instant::now();
-                        (logged, dropped) = (0, 0);
+                        log.next_window();
                         continue;
                     }
                 }
@@ -107,30 +104,63 @@ pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
                     }
                     continue;
                 }
-                if window.elapsed() >= Duration::from_secs(1) {
-                    report_dropped(&upstream, dropped);
-                    window = Instant::now();
-                    (logged, dropped) = (0, 0);
-                }
-                if logged < MAX_STDERR_LINES_PER_SECOND {
-                    logged += 1;
-                    let text = String::from_utf8_lossy(&line);
-                    tracing::info!(upstream = %upstream, truncated, "upstream stderr: {}", text.trim_end());
-                } else {
-                    dropped += 1;
-                }
+                log.line(&line, truncated);
                 line.clear();
                 truncated = false;
             }
         }
-        report_dropped(&upstream, dropped);
+        // A last line without its newline (a crash mid-write) is still a line.
+        if !line.is_empty() {
+            log.line(&line, truncated);
+        }
+        log.report_dropped();
     });
 }
 
-/// Logs how many stderr lines the rate cap dropped, if any.
-fn report_dropped(upstream: &str, dropped: u32) {
-    if dropped > 0 {
-        tracing::warn!(upstream = %upstream, dropped, "upstream stderr lines dropped (rate cap)");
+/// The rate cap's state: lines logged and dropped in the current one-second window.
+struct StderrLog {
+    upstream: String,
+    window: tokio::time::Instant,
+    logged: u32,
+    dropped: u32,
+}
+
+impl StderrLog {
+    fn new(upstream: String) -> Self {
+        Self {
+            upstream,
+            window: tokio::time::Instant::now(),
+            logged: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Logs one line, or counts it as dropped when this second's allowance is spent.
+    fn line(&mut self, line: &[u8], truncated: bool) {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            self.next_window();
+        }
+        if self.logged < MAX_STDERR_LINES_PER_SECOND {
+            self.logged += 1;
+            let text = String::from_utf8_lossy(line);
+            tracing::info!(upstream = %self.upstream, truncated, "upstream stderr: {}", text.trim_end());
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Reports the window's dropped lines and starts a new window.
+    fn next_window(&mut self) {
+        self.report_dropped();
+        self.window = tokio::time::Instant::now();
+        (self.logged, self.dropped) = (0, 0);
+    }
+
+    /// Logs how many stderr lines the rate cap dropped, if any.
+    fn report_dropped(&self) {
+        if self.dropped > 0 {
+            tracing::warn!(upstream = %self.upstream, dropped = self.dropped, "upstream stderr lines dropped (rate cap)");
+        }
     }
 }
 

@@ -223,6 +223,15 @@ async fn serve_with_internal_listen_serves_metrics() {
         .await
         .expect("healthz");
     assert_eq!(health.status(), reqwest::StatusCode::OK);
+    // The JSON access line carries the request's span once, in `spans`, with its id.
+    let served = gateway
+        .log_line(|event| event["message"] == "served" && event["spans"][0]["route"] == "/healthz");
+    assert_eq!(served["status"], 200, "{served}");
+    let request_id = served["spans"][0]["request_id"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(request_id.len(), 36, "{served}");
+    assert!(served.get("span").is_none(), "{served}");
     let metrics = http
         .get(format!("http://{internal}/metrics"))
         .send()

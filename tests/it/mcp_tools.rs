@@ -437,6 +437,18 @@ async fn malformed_messages_and_bad_arguments_get_json_rpc_or_tool_errors_never_
         .await
         .expect("json");
     assert_eq!(not_json_rpc["error"]["code"], -32600, "{not_json_rpc}");
+    // rmcp's other 415, for a well-formed message sent as something other than JSON, stays.
+    let wrong_type = reqwest::Client::new()
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("mcp request");
+    assert_eq!(wrong_type.status(), 415);
     let unknown_target = app
         .mcp_post(
             Some(&token),

@@ -18,6 +18,8 @@ pub struct ServeProcess {
     pub public: SocketAddr,
     /// The internal listener, when the configuration has one.
     pub internal: Option<SocketAddr>,
+    /// The log lines after the ones `start` read.
+    logged: std::sync::mpsc::Receiver<String>,
 }
 
 impl ServeProcess {
@@ -47,7 +49,7 @@ impl ServeProcess {
                 let _ = lines.send(line);
             }
         });
-        let (public, internal) = tokio::task::spawn_blocking(move || {
+        let (public, internal, logged) = tokio::task::spawn_blocking(move || {
             let (mut public, mut internal, mut seen) = (None, None, Vec::new());
             while let Ok(line) = logged.recv_timeout(Duration::from_secs(30)) {
                 if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
@@ -62,7 +64,7 @@ impl ServeProcess {
                 if let Some(public) = public
                     && (internal.is_some() || !wait_for_internal)
                 {
-                    return (public, internal);
+                    return (public, internal, logged);
                 }
             }
             panic!(
@@ -76,7 +78,26 @@ impl ServeProcess {
             child,
             public,
             internal,
+            logged,
         }
+    }
+
+    /// The next JSON log line `wanted` accepts, waiting up to 10 s for it.
+    pub fn log_line(&self, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Ok(line) = self.logged.recv_timeout(left) else {
+                break;
+            };
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && wanted(&event)
+            {
+                return event;
+            }
+            seen.push(line);
+        }
+        panic!("no such log line in:\n{}", seen.join("\n"))
     }
 
     /// SIGKILL, as the OOM killer or a power cut of the process would: no clean-up runs.
