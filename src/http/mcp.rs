@@ -156,10 +156,55 @@ struct Peek<'a> {
     params: Option<PeekParams<'a>>,
 }
 
-#[derive(Deserialize)]
+/// `params.name`. Only an object is read: a derived struct would also take `["a name"]`,
+/// which rmcp does not read as a tool call, and the gate must not answer 403 for it.
 struct PeekParams<'a> {
-    #[serde(borrow)]
     name: Option<Cow<'a, str>>,
+}
+
+/// A tool name, borrowed from the body unless it holds escapes.
+#[derive(Deserialize)]
+struct ToolName<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The keys of `params`: only `name` matters here.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum ParamsKey {
+    Name,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PeekParams<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = PeekParams<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<ParamsKey>()? {
+                    match key {
+                        // A repeated name makes the peek fail, and the full parse decide.
+                        ParamsKey::Name if name.is_some() => {
+                            return Err(serde::de::Error::duplicate_field("name"));
+                        }
+                        ParamsKey::Name => name = Some(map.next_value::<ToolName<'de>>()?.0),
+                        ParamsKey::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(PeekParams { name })
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
 }
 
 impl<'a> Peek<'a> {
@@ -296,6 +341,42 @@ fn origin_with_port(origin: &str, https: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peeked_tool(body: &str) -> Option<Option<String>> {
+        peek(body.as_bytes()).map(|peeked| peeked.called_tool().map(Cow::into_owned))
+    }
+
+    #[test]
+    fn the_peek_reads_a_tool_calls_name_and_leaves_anything_odd_to_the_full_parse() {
+        let call = |params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#)
+        };
+        let name = |tool: &str| Some(Some(tool.to_owned()));
+        assert_eq!(
+            peeked_tool(&call(r#"{"name":"queue_status","arguments":{"a":[1]}}"#)),
+            name("queue_status")
+        );
+        // Escapes are decoded as rmcp decodes them.
+        assert_eq!(
+            peeked_tool(&call(r#"{"name":"send\u005fmessage"}"#)),
+            name("send_message")
+        );
+        assert_eq!(
+            peeked_tool(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+            Some(None)
+        );
+        assert_eq!(peeked_tool(&call("{}")), Some(None));
+        // Not read here: the full parse (and rmcp) decide.
+        assert_eq!(peeked_tool(&call(r#"["send_message"]"#)), None);
+        assert_eq!(peeked_tool(&call(r#"{"name":"a","name":"b"}"#)), None);
+        assert_eq!(peeked_tool(&call(r#"{"name":5}"#)), None);
+        assert_eq!(
+            peeked_tool(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            None
+        );
+        assert_eq!(peeked_tool("\u{feff}{}"), None);
+        assert_eq!(peeked_tool("{not json"), None);
+    }
 
     #[test]
     fn origins_get_explicit_ports() {
