@@ -3,7 +3,8 @@
 //! at `/mcp`). It does on demand what real servers cannot: sleep until cancelled, crash
 //! mid-call, answer with a huge result, show the environment and HTTP headers it got, ask its
 //! client for sampling, elicitation or roots (`ask`, which also shows the capabilities the client
-//! declared), flood its stderr (`shout`), and let a test make its tool list drift through
+//! declared), flood its stderr (`shout`, optionally leaving the last line
+//! unterminated), and let a test make its tool list drift through
 //! `<state-dir>/tools.json`.
 //!
 //! Usage: `upstream_fixture [--http 127.0.0.1:PORT] [--state-dir DIR]`
@@ -78,6 +79,9 @@ struct ShoutArgs {
     lines: usize,
     /// How long each line is, in bytes (its number first, then `y`s).
     length: usize,
+    /// Leave the last line without its newline (as a process dying mid-write would).
+    #[serde(default)]
+    unterminated: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -301,6 +305,9 @@ impl Fixture {
             line.resize(args.length, b'y');
             burst.extend_from_slice(&line);
             burst.push(b'\n');
+        }
+        if args.unterminated {
+            burst.pop();
         }
         let mut stderr = std::io::stderr().lock();
         stderr

@@ -326,3 +326,30 @@ async fn upstream_stderr_is_logged_with_long_lines_cut_and_a_flood_counted() {
         "echo: calm"
     );
 }
+
+#[tokio::test]
+async fn an_upstreams_last_stderr_line_before_it_dies_is_logged_without_its_newline() {
+    const LENGTH: usize = 33;
+    let logs = LogCapture::start();
+    let (app, _state) =
+        gateway_with_fixture(&[("shout", None, None), ("crash", None, None)], |_| {}).await;
+    let client = client(&app, "upstream:fx").await;
+    call_tool(
+        &client,
+        "fx_shout",
+        json!({"lines": 1, "length": LENGTH, "unterminated": true}),
+    )
+    .await;
+    // Nothing ends the line until the process does.
+    let _ = call_tool(&client, "fx_crash", json!({})).await;
+    let last_words = format!("000000{}", "y".repeat(LENGTH - 6));
+    let text = wait_for_log(&logs, "the unterminated line", |text| {
+        text.contains(&last_words)
+    })
+    .await;
+    let line = lines_with(&text, "upstream stderr: ")
+        .into_iter()
+        .find(|line| line.contains(&last_words))
+        .unwrap_or_default();
+    assert_eq!(field(line, "truncated"), Some("false"), "{text}");
+}
