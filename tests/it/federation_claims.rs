@@ -116,18 +116,14 @@ async fn a_client_that_goes_away_mid_call_gets_the_call_cancelled_upstream() {
         "{answered}"
     );
 
-    let started = Instant::now();
     let request = raw_call(&app, &token, "fx_slow", json!({"seconds": 250})).send();
     let call = tokio::spawn(request);
     wait_for_event(state.path(), "began slow").await;
     // The client goes away: its request future, and with it the connection, is dropped.
     call.abort();
     assert!(call.await.expect_err("aborted").is_cancelled());
+    // Within the wait's 10 s: long before the upstream's 300 s call timeout could cancel it.
     wait_for_event(state.path(), "cancelled slow").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "cancelled long before the upstream's 300 s call timeout"
-    );
     let text = logs.text();
     let audit = lines_with(&text, "upstream tool call");
     assert!(
