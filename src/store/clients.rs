@@ -136,16 +136,6 @@ impl Store {
         rows.iter().map(client_from_row).collect()
     }
 
-    /// Records that a client obtained tokens, for the operator's `clients list`.
-    pub async fn touch_client(&self, id: &str, now: UnixSeconds) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clients SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     /// Deletes a client and, through the foreign keys, every grant and token it holds.
     pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM clients WHERE id = $1")

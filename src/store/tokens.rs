@@ -58,6 +58,9 @@ pub struct Rotation {
     pub grace_sealed: Vec<u8>,
     /// The client address the rotation was asked from.
     pub from_ip: String,
+    /// The client whose `last_used_at` the rotation moves (in the same transaction: one
+    /// commit per refresh, not two).
+    pub client_id: String,
 }
 
 impl Store {
@@ -135,6 +138,13 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
+        // The client's row first, as in `redeem_code` (the lock order of a client's deletion).
+        // A rotation that does not happen rolls this back with it.
+        sqlx::query("UPDATE clients SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&rotation.client_id)
+            .execute(&mut *transaction)
+            .await?;
         let result = sqlx::query(
             "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, grace_until = $3, grace_sealed = $4,
                rotated_from_ip = $5

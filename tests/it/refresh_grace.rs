@@ -1,5 +1,6 @@
 //! The refresh grace window: a rotated refresh token answers with the same pair for 10 s by
-//! default, and each such answer is logged, as an error when it goes to another address.
+//! default, and each such answer is logged, as an error when it goes to another address; a
+//! rotation also records the client's last use.
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -108,4 +109,29 @@ async fn a_retry_is_logged_and_one_from_another_address_as_possible_theft() {
     for secret in [first, rotated["refresh_token"].as_str().expect("r")] {
         assert!(!text.contains(secret), "a token was logged");
     }
+}
+
+#[tokio::test]
+async fn a_rotation_shows_in_the_clients_last_use() {
+    let app = spawn_app().await;
+    let (client, tokens) = app.tokens_for_new_client().await;
+    let last_used = || async {
+        let listed = nexus_gateway::admin::list_clients(&app.config)
+            .await
+            .expect("clients list");
+        listed
+            .lines()
+            .find(|line| line.starts_with(&client.client_id))
+            .and_then(|line| line.split("last used: ").nth(1))
+            .and_then(|rest| rest.split('\t').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no last use in:\n{listed}"))
+    };
+    let at_exchange = last_used().await;
+    app.clock.advance(120);
+    let first = tokens["refresh_token"].as_str().expect("refresh");
+    assert_eq!(app.refresh(&client, first).await.status(), StatusCode::OK);
+    let at_rotation = last_used().await;
+    assert_ne!(at_rotation, at_exchange, "the rotation moved it");
+    assert_ne!(at_rotation, "-");
 }

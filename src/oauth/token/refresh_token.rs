@@ -128,6 +128,7 @@ impl AuthServer {
             grace_until: now + self.settings().refresh_grace,
             grace_sealed,
             from_ip: client_ip.to_string(),
+            client_id: client_id.to_owned(),
         };
         if !self
             .store()
@@ -136,7 +137,6 @@ impl AuthServer {
         {
             return Ok(None);
         }
-        self.store().touch_client(client_id, now).await?;
         tracing::info!(grant_id = %grant.id, "refresh token rotated");
         Ok(Some(TokenResponse::bearer(
             access_token,
