@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use sqlx::Executor;
 use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use sqlx::Executor;
-
+use crate::secrets::Secret;
 use crate::store::Store;
 
 /// What another process (or this one) committed.
@@ -63,7 +63,7 @@ impl Store {
     /// every request, so a revocation on any replica is in force on the next request after its
     /// notification arrives.
     pub fn watch_changes(&self, shutdown: CancellationToken) -> Option<ChangeFeed> {
-        self.postgres_url.as_ref()?;
+        let url = self.postgres_url.clone()?;
         let (sender, _) = broadcast::channel(256);
         let feed = ChangeFeed {
             sender: sender.clone(),
@@ -72,14 +72,14 @@ impl Store {
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = store.relay(sender) => {}
+                () = store.relay(&url, sender) => {}
             }
         });
         Some(feed)
     }
 
-    async fn relay(&self, sender: broadcast::Sender<Change>) {
-        let mut listener = self.listen().await;
+    async fn relay(&self, url: &Secret, sender: broadcast::Sender<Change>) {
+        let mut listener = listen(url).await;
         self.announce(&sender, Change::Anything);
         loop {
             // A connection that died without a word (a NAT or a load balancer dropping idle
@@ -117,31 +117,8 @@ impl Store {
                 }
             }
             tokio::time::sleep(RECONNECT_PAUSE).await;
-            listener = self.listen().await;
+            listener = listen(url).await;
             self.announce(&sender, Change::Anything);
-        }
-    }
-
-    /// A new listening connection, waiting (and retrying) until the database answers.
-    async fn listen(&self) -> PgListener {
-        let Some(url) = &self.postgres_url else {
-            unreachable!("only PostgreSQL stores listen");
-        };
-        let mut pause = RECONNECT_PAUSE;
-        loop {
-            let listening = async {
-                let mut listener = PgListener::connect(url.expose()).await?;
-                listener.listen_all(CHANNELS).await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            match listening.await {
-                Ok(listener) => return listener,
-                Err(error) => {
-                    tracing::warn!(error = %error, database = %super::location::redacted(url.expose()), retry_in = ?pause, "cannot listen for other replicas' changes");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
-                }
-            }
         }
     }
 
@@ -151,5 +128,25 @@ impl Store {
         }
         // No follower yet is not an error: nobody waits.
         let _ = sender.send(change);
+    }
+}
+
+/// A new listening connection, waiting (and retrying) until the database answers.
+async fn listen(url: &Secret) -> PgListener {
+    let mut pause = RECONNECT_PAUSE;
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect(url.expose()).await?;
+            listener.listen_all(CHANNELS).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listening.await {
+            Ok(listener) => return listener,
+            Err(error) => {
+                tracing::warn!(error = %error, database = %super::location::redacted(url.expose()), retry_in = ?pause, "cannot listen for other replicas' changes");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+            }
+        }
     }
 }
