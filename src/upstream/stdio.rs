@@ -23,8 +23,10 @@ pub const SHIM_SUBCOMMAND: &str = "upstream-shim";
 const PASSED_VARIABLES: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 /// Longest stderr line logged; the rest of it is dropped.
 const MAX_STDERR_LINE: usize = 1024;
-/// Stderr lines logged per second, at most; a chatty or hostile child cannot flood the log.
+/// Stderr lines logged per window, at most; a chatty or hostile child cannot flood the log.
 const MAX_STDERR_LINES_PER_SECOND: u32 = 20;
+/// The rate cap's window.
+const STDERR_RATE_WINDOW: Duration = Duration::from_secs(1);
 /// How often the shim checks that the gateway is still its parent.
 const SHIM_WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -81,7 +83,7 @@ pub fn forward_stderr(upstream: String, mut stderr: ChildStderr) {
         let mut log = StderrLog::new(upstream);
         loop {
             let read = if log.dropped > 0 {
-                let window_end = log.window + Duration::from_secs(1);
+                let window_end = log.window + STDERR_RATE_WINDOW;
                 match tokio::time::timeout_at(window_end, stderr.read(&mut buffer)).await {
                     Ok(read) => read,
                     Err(_) => {
@@ -137,7 +139,7 @@ impl StderrLog {
 
     /// Logs one line, or counts it as dropped when this second's allowance is spent.
     fn line(&mut self, line: &[u8], truncated: bool) {
-        if self.window.elapsed() >= Duration::from_secs(1) {
+        if self.window.elapsed() >= STDERR_RATE_WINDOW {
             self.next_window();
         }
         if self.logged < MAX_STDERR_LINES_PER_SECOND {
