@@ -76,6 +76,15 @@ pub(crate) async fn client(app: &TestApp, scope: &str) -> McpClient {
         .await
 }
 
+/// The fixture `fx` still answers an `echo` through `client`, on its first connection: what
+/// happened before (a slow call, a cancellation) did not get it restarted.
+pub(crate) async fn answers_without_a_restart(app: &TestApp, client: &McpClient) {
+    let echoed =
+        super::call_tool(client, "fx_echo", serde_json::json!({"text": "still here"})).await;
+    assert_eq!(super::tool_text(&echoed), "echo: still here");
+    assert_eq!(app.upstreams.get("fx").expect("fx").restarts(), 0);
+}
+
 /// A gateway publishing the fixture's tools; returns it with the fixture's state dir.
 pub(crate) async fn gateway_with_fixture(
     tools: &[(&str, Option<&str>, Option<&str>)],
