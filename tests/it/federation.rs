@@ -13,7 +13,7 @@ use tempfile::TempDir;
 
 use crate::support::fixture::{
     answers_without_a_restart, client, fixture_binary, fixture_upstream, gateway_with_fixture,
-    http_fixture, ready, toml_upstream, wait_for_event, wait_for_file,
+    http_fixture, ready, toml_upstream, until_status, wait_for_event, wait_for_file,
 };
 use crate::support::{
     Lifecycle, McpClient, TestApp, call_tool, spawn_app_with, tool_names, tool_text,
@@ -387,13 +387,11 @@ async fn an_upstream_that_cannot_start_is_disabled_and_the_rest_works() {
     );
     upstream.call_timeout = Duration::from_secs(5);
     let app = spawn_app_with(|config| config.upstreams = vec![upstream]).await;
+    until_status(&app, "gone", "disabled", |status| {
+        matches!(status, Status::Disabled { .. })
+    })
+    .await;
     let gone = app.upstreams.get("gone").expect("gone");
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        gone.wait_for_status(|status| matches!(status, Status::Disabled { .. })),
-    )
-    .await
-    .expect("disabled");
     // The built-in tools work all the same.
     let client = client(&app, "tasks:read upstream:gone").await;
     assert!(

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use crate::log_capture::LogCapture;
 use crate::support::fixture::{
     answers_without_a_restart, client, gateway_with_fixture, http_fixture, ready, toml_upstream,
-    wait_for_event,
+    until_status, wait_for_event,
 };
 use crate::support::{Lifecycle, TestApp, call_tool, spawn_app_with, tool_text};
 
@@ -168,13 +168,11 @@ async fn an_http_upstream_redirecting_to_another_origin_is_never_followed() {
         "name = \"web\"\nurl = \"http://{redirecting}/mcp\"\ntools = [{{ name = \"echo\" }}]\n"
     ));
     let app = spawn_app_with(|config| config.upstreams = vec![upstream]).await;
+    until_status(&app, "web", "refused", |status| {
+        matches!(status, Status::Backoff { .. })
+    })
+    .await;
     let web = app.upstreams.get("web").expect("web");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        web.wait_for_status(|status| matches!(status, Status::Backoff { .. })),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("never refused: {:?}", web.status()));
     assert!(
         matches!(web.status(), Status::Backoff { reason, .. } if reason.contains("redirect")),
         "{:?}",

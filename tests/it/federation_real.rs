@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::fixture::ready;
+use crate::support::fixture::{ready, until_status};
 use crate::support::{Lifecycle, call_tool, spawn_app_with, tool_names, tool_text};
 
 fn installed(relative: &str) -> PathBuf {
@@ -138,13 +138,10 @@ async fn federation_real_server_everything_over_http_comes_back_after_a_restart(
     );
     assert!(tool_names(&client).await.contains(&"evh_echo".to_owned()));
     // The failed call made the supervisor reconnect; with the server back it is ready again.
-    let upstream = app.upstreams.get("evh").expect("evh");
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        upstream.wait_for_status(|status| *status != nexus_gateway::upstream::Status::Ready),
-    )
-    .await
-    .expect("the supervisor noticed");
+    until_status(&app, "evh", "left ready", |status| {
+        *status != nexus_gateway::upstream::Status::Ready
+    })
+    .await;
     let _server = start();
     wait_listening().await;
     ready(&app, "evh").await;

@@ -57,18 +57,21 @@ pub(crate) fn toml_upstream(body: &str) -> UpstreamConfig {
 
 /// Waits (bounded) until upstream `name` is ready.
 pub(crate) async fn ready(app: &TestApp, name: &str) {
+    until_status(app, name, "ready", |status| *status == Status::Ready).await;
+}
+
+/// Waits (bounded: 20 s) until upstream `name`'s state is one `wanted` accepts; `what` names
+/// it for the failure message.
+pub(crate) async fn until_status(
+    app: &TestApp,
+    name: &str,
+    what: &str,
+    wanted: impl Fn(&Status) -> bool,
+) {
     let upstream = app.upstreams.get(name).expect("configured");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        upstream.wait_for_status(|status| *status == Status::Ready),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "upstream {name} never became ready: {:?}",
-            upstream.status()
-        )
-    });
+    tokio::time::timeout(Duration::from_secs(20), upstream.wait_for_status(wanted))
+        .await
+        .unwrap_or_else(|_| panic!("upstream {name} never {what}: {:?}", upstream.status()));
 }
 
 pub(crate) async fn client(app: &TestApp, scope: &str) -> McpClient {
