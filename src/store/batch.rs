@@ -32,10 +32,37 @@ pub(super) struct MessageBatcher {
 
 impl MessageBatcher {
     /// Starts the batch writer on `writer` (on SQLite the store's one writing connection).
-    pub(super) fn spawn(engine: Engine, writer: AnyPool) -> Self {
+    ///
+    /// On SQLite it runs on a thread of its own, and beside it the WAL checkpoints
+    /// (`checkpoint.rs`, on a connection of `readers`). A batch is four statements, each a
+    /// round trip to sqlx's connection thread; as a task among the request handlers, each
+    /// return from that thread waited its turn in a busy run queue. On PostgreSQL it stays a
+    /// task: its connections' sockets belong to the process runtime.
+    pub(super) fn spawn(
+        engine: Engine,
+        writer: AnyPool,
+        readers: AnyPool,
+    ) -> std::io::Result<Self> {
         let (pending, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(engine, writer, queue));
-        Self { pending }
+        match engine {
+            Engine::Sqlite => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                // The thread ends when the last handle (and so the channel) is gone, and the
+                // checkpoints with its runtime.
+                std::thread::Builder::new()
+                    .name("nexus-sqlite-writer".into())
+                    .spawn(move || {
+                        runtime.spawn(super::checkpoint::fold_wal(readers));
+                        runtime.block_on(write_batches(engine, writer, queue));
+                    })?;
+            }
+            Engine::Postgres => {
+                tokio::spawn(write_batches(engine, writer, queue));
+            }
+        }
+        Ok(Self { pending })
     }
 
     /// Queues `message` (with its first update's text) in the next batch and waits for it.

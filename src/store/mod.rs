@@ -8,6 +8,7 @@
 mod agents;
 mod approvals;
 mod batch;
+mod checkpoint;
 mod clients;
 mod grants;
 mod keys;
@@ -124,7 +125,8 @@ impl Store {
             create_private_dir(parent)?;
         }
         let options = AnyConnectOptions::from_url(&sqlite_url(path)?)?;
-        let writer = sqlite_pool(1, WRITER_CACHE_KIB)
+        // The writer never checkpoints: `checkpoint.rs` does, beside it.
+        let writer = sqlite_pool(1, WRITER_CACHE_KIB, 0)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -132,7 +134,7 @@ impl Store {
         // grows: nine connections held 17 MiB more after ten minutes of the soak than after
         // one. Readers mostly look up single rows by key and the file's pages stay in the OS
         // page cache, so small caches cost little and keep resident memory flat.
-        let pool = sqlite_pool(8, READER_CACHE_KIB)
+        let pool = sqlite_pool(8, READER_CACHE_KIB, SQLITE_DEFAULT_AUTOCHECKPOINT)
             .connect_with(options)
             .await?;
         // Incremental auto-vacuum lets the sweep give space back. A file made before it was
@@ -148,7 +150,7 @@ impl Store {
             sqlx::query("VACUUM").execute(&mut *connection).await?;
         }
         drop(connection);
-        Ok(Self::with_pools(Engine::Sqlite, pool, writer))
+        Self::with_pools(Engine::Sqlite, pool, writer)
     }
 
     /// Connects to a PostgreSQL database and applies pending migrations. Replicas starting
@@ -167,20 +169,22 @@ impl Store {
             .await
             .map_err(fail)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let mut store = Self::with_pools(Engine::Postgres, pool.clone(), pool);
+        let mut store = Self::with_pools(Engine::Postgres, pool.clone(), pool)?;
         store.postgres_url = Some(crate::secrets::Secret::new(url));
         Ok(store)
     }
 
-    fn with_pools(engine: Engine, pool: AnyPool, writer: AnyPool) -> Self {
-        Self {
+    fn with_pools(engine: Engine, pool: AnyPool, writer: AnyPool) -> Result<Self, StoreError> {
+        let new_messages = batch::MessageBatcher::spawn(engine, writer.clone(), pool.clone())
+            .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+        Ok(Self {
             engine,
             pool,
-            new_messages: batch::MessageBatcher::spawn(engine, writer.clone()),
+            new_messages,
             writer,
             local_revocations: std::sync::Arc::default(),
             postgres_url: None,
-        }
+        })
     }
 
     /// The engine behind this store.
@@ -301,10 +305,14 @@ fn sqlite_url(path: &Path) -> Result<url::Url, StoreError> {
         .map_err(|error| StoreError::Corrupt(format!("the database path as a URL: {error}")))
 }
 
-/// A pool of SQLite connections set up as the store needs them. The `Any` driver opens a
-/// connection from its URL alone, so the settings a URL cannot carry are pragmas run on each
-/// new connection.
-fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
+/// SQLite's own threshold for the automatic checkpoint, in log pages.
+const SQLITE_DEFAULT_AUTOCHECKPOINT: u32 = 1_000;
+
+/// A pool of SQLite connections set up as the store needs them, each with a page cache of
+/// `cache_kib` and an automatic checkpoint past `autocheckpoint_pages` (0: never). The `Any`
+/// driver opens a connection from its URL alone, so the settings a URL cannot carry are pragmas
+/// run on each new connection.
+fn sqlite_pool(connections: u32, cache_kib: u32, autocheckpoint_pages: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
         .after_connect(move |connection, _| {
@@ -312,12 +320,16 @@ fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
                 connection
                     .execute(AssertSqlSafe(format!(
                         // auto_vacuum first: it only takes on a file without tables.
+                        // temp_store: a multi-row insert in a transaction keeps a statement
+                        // journal, by default in a temporary file (a write per page).
                         "PRAGMA auto_vacuum = INCREMENTAL;
                          PRAGMA journal_mode = WAL;
                          PRAGMA synchronous = NORMAL;
+                         PRAGMA temp_store = MEMORY;
                          PRAGMA foreign_keys = ON;
                          PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-                         PRAGMA cache_size = -{cache_kib};"
+                         PRAGMA cache_size = -{cache_kib};
+                         PRAGMA wal_autocheckpoint = {autocheckpoint_pages};"
                     )))
                     .await?;
                 Ok(())
