@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::http::bearer::{BearerGuard, require_bearer};
 use crate::http::paths;
-use crate::mcp::waits::WaitSlots;
 use crate::mcp::{McpServer, required_scope};
 use crate::oauth::jwt::AccessClaims;
 use crate::oauth::scope::ScopeSet;
@@ -54,21 +53,13 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         .with_allowed_origins(allowed_origins)
         .with_max_request_body_bytes(config.limits.max_body_bytes)
         .with_cancellation_token(shutdown.child_token());
-    let queue = state.queue.clone();
-    let metrics = state.metrics.clone();
-    let upstreams = state.upstreams.clone();
-    let tool_router = McpServer::router();
-    let waits = Arc::new(WaitSlots::default());
+    let server = McpServer::new(
+        state.queue.clone(),
+        state.metrics.clone(),
+        state.upstreams.clone(),
+    );
     let service = StreamableHttpService::new(
-        move || {
-            Ok(McpServer::new(
-                queue.clone(),
-                metrics.clone(),
-                upstreams.clone(),
-                tool_router.clone(),
-                waits.clone(),
-            ))
-        },
+        move || Ok(server.clone()),
         Arc::new(NeverSessionManager::default()),
         server_config,
     );

@@ -83,41 +83,62 @@ fn unauthenticated() -> McpError {
     McpError::invalid_request("this request carries no verified access token", None)
 }
 
-/// The MCP server handler, one per request (stateless), sharing the queue.
+/// The MCP server handler. rmcp asks for one per request (stateless); each is a handle to
+/// the same shared state, so making one is a reference count, not a build.
 #[derive(Clone)]
 pub struct McpServer {
+    shared: Arc<Shared>,
+}
+
+/// What every request's handler shares, built once at start.
+struct Shared {
     queue: Queue,
     metrics: Metrics,
     upstreams: Upstreams,
-    // Built once at start; each stateless request's handler shares it.
-    tool_router: Arc<ToolRouter<McpServer>>,
-    // Shared by every request's handler: the bounds hold across requests.
+    tool_router: ToolRouter<McpServer>,
+    // The bounds on waiting pulls hold across requests.
     waits: Arc<WaitSlots>,
+    // rmcp asks for the server's description on every stateless request; the targets it
+    // names are fixed at start.
+    info: ServerConfig,
 }
 
 impl McpServer {
-    /// A handler over `queue`; `tool_router` comes from `McpServer::router()` and `waits`
-    /// from `WaitSlots::default()`, each built once and shared by every request's handler.
-    pub fn new(
-        queue: Queue,
-        metrics: Metrics,
-        upstreams: Upstreams,
-        tool_router: Arc<ToolRouter<McpServer>>,
-        waits: Arc<WaitSlots>,
-    ) -> Self {
+    /// The handler over `queue` and `upstreams`, with the tool table, the wait bounds and the
+    /// server's description built here, once.
+    pub fn new(queue: Queue, metrics: Metrics, upstreams: Upstreams) -> Self {
+        let info = server_info(&queue);
         Self {
-            queue,
-            metrics,
-            upstreams,
-            tool_router,
-            waits,
+            shared: Arc::new(Shared {
+                queue,
+                metrics,
+                upstreams,
+                tool_router: Self::tool_router(),
+                waits: Arc::default(),
+                info,
+            }),
         }
     }
+}
 
-    /// The tool table, built once at start and cloned into each handler.
-    pub fn router() -> Arc<ToolRouter<McpServer>> {
-        Arc::new(Self::tool_router())
-    }
+/// The server's description: name, version, capabilities and instructions naming the targets.
+fn server_info(queue: &Queue) -> ServerConfig {
+    let targets: Vec<String> = queue
+        .targets()
+        .iter()
+        .map(|target| match &target.description {
+            Some(description) => format!("`{}` ({description})", target.name),
+            None => format!("`{}`", target.name),
+        })
+        .collect();
+    ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        .with_server_info(Implementation::new("nexus-gateway", env!("CARGO_PKG_VERSION")))
+        .with_instructions(format!(
+            "This server hands tasks to the user's homelab agent and brings its replies back. Send work with send_message, \
+             then follow it with pull_updates (no arguments: everything new since your last pull) or get_message. Agents \
+             work asynchronously: a task may take minutes. Targets: {} (the first is the default).",
+            targets.join(", ")
+        ))
 }
 
 #[tool_router]
@@ -143,7 +164,7 @@ impl McpServer {
             urgent: args.urgent.unwrap_or(false),
             sender: claims.client_id,
         };
-        match self.queue.send(request).await.map_err(tool_error)? {
+        match self.shared.queue.send(request).await.map_err(tool_error)? {
             Sent::Queued { id, target } => Ok(Json(SendMessageResult {
                 queued: true,
                 id,
@@ -181,7 +202,7 @@ impl McpServer {
         let _slot = if wait_seconds == 0 {
             None
         } else {
-            match self.waits.acquire(&claims.client_id) {
+            match self.shared.waits.acquire(&claims.client_id) {
                 Ok(slot) => Some(slot),
                 Err(refused) => {
                     tracing::info!(client_id = %claims.client_id, reason = ?refused, "pull_updates answered without waiting");
@@ -202,6 +223,7 @@ impl McpServer {
         let mut waited = 0u32;
         let pulled = loop {
             let pulled = self
+                .shared
                 .queue
                 .pull_updates(&claims.client_id, query.clone())
                 .await
@@ -223,7 +245,8 @@ impl McpServer {
                 let _ = context.peer.notify_progress(progress).await;
             }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            self.queue
+            self.shared
+                .queue
                 .wait_for_update(remaining.min(PROGRESS_INTERVAL))
                 .await;
         };
@@ -243,6 +266,7 @@ impl McpServer {
         Parameters(args): Parameters<QueueStatusArgs>,
     ) -> Result<Json<QueueStatusResult>, String> {
         let snapshot = self
+            .shared
             .queue
             .snapshot(args.target.as_deref())
             .await
@@ -280,6 +304,7 @@ impl McpServer {
             limit: args.limit.map(i64::from),
         };
         let detail = self
+            .shared
             .queue
             .message(&args.id, page)
             .await
@@ -308,6 +333,7 @@ impl McpServer {
         Parameters(args): Parameters<MessageIdArgs>,
     ) -> Result<Json<CancelMessageResult>, String> {
         let message = self
+            .shared
             .queue
             .cancel(&args.id, &claims.client_id)
             .await
@@ -320,26 +346,10 @@ impl McpServer {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = self.shared.tool_router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        let targets: Vec<String> = self
-            .queue
-            .targets()
-            .iter()
-            .map(|target| match &target.description {
-                Some(description) => format!("`{}` ({description})", target.name),
-                None => format!("`{}`", target.name),
-            })
-            .collect();
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("nexus-gateway", env!("CARGO_PKG_VERSION")))
-            .with_instructions(format!(
-                "This server hands tasks to the user's homelab agent and brings its replies back. Send work with send_message, \
-                 then follow it with pull_updates (no arguments: everything new since your last pull) or get_message. Agents \
-                 work asynchronously: a task may take minutes. Targets: {} (the first is the default).",
-                targets.join(", ")
-            ))
+        self.shared.info.clone()
     }
 
     async fn list_tools(
@@ -351,13 +361,15 @@ impl ServerHandler for McpServer {
             .map(|claims| ScopeSet::from_token_claim(&claims.scope))
             .unwrap_or_default();
         let mut tools: Vec<_> = self
+            .shared
             .tool_router
             .list_all()
             .into_iter()
             .filter(|tool| builtin_scope(&tool.name).is_some_and(|scope| granted.contains(&scope)))
             .collect();
         tools.extend(
-            self.upstreams
+            self.shared
+                .upstreams
                 .list_tools(|scope| granted.contains_str(scope)),
         );
         let supports_cache_hints = context
@@ -383,7 +395,7 @@ impl ServerHandler for McpServer {
         // even for a request that reached rmcp another way.
         let claims = claims_of(&context).ok_or_else(unauthenticated)?;
         let granted = ScopeSet::from_token_claim(&claims.scope);
-        if let Some(scope) = required_scope(&request.name, &self.upstreams)
+        if let Some(scope) = required_scope(&request.name, &self.shared.upstreams)
             && !granted.contains(&scope)
         {
             return Err(McpError::invalid_request(
@@ -393,16 +405,23 @@ impl ServerHandler for McpServer {
         }
         let tool = request.name.to_string();
         if builtin_scope(&tool).is_none()
-            && let Some(route) = self.upstreams.route(&tool)
+            && let Some(route) = self.shared.upstreams.route(&tool)
         {
             // Federated: forwarded with only the arguments (never the caller's token), or, for a
             // queued tool, run in the background through the queue.
             let result = if route.mode == ToolMode::Queued {
-                self.upstreams
-                    .enqueue(&self.queue, route, &claims.client_id, request.arguments)
+                self.shared
+                    .upstreams
+                    .enqueue(
+                        &self.shared.queue,
+                        route,
+                        &claims.client_id,
+                        request.arguments,
+                    )
                     .await
             } else {
-                self.upstreams
+                self.shared
+                    .upstreams
                     .call(
                         route,
                         &claims.client_id,
@@ -416,10 +435,11 @@ impl ServerHandler for McpServer {
             } else {
                 "ok"
             };
-            self.metrics.tool_call(&tool, outcome);
+            self.shared.metrics.tool_call(&tool, outcome);
             return Ok(CallToolResponse::Complete(result));
         }
         let result = self
+            .shared
             .tool_router
             .call(ToolCallContext::new(self, request, context))
             .await;
@@ -428,7 +448,7 @@ impl ServerHandler for McpServer {
             Ok(_) => "ok",
             Err(_) => "refused",
         };
-        self.metrics.tool_call(&tool, outcome);
+        self.shared.metrics.tool_call(&tool, outcome);
         result
     }
 }
@@ -451,7 +471,7 @@ mod tests {
     /// scope gate knows the built-ins by `builtin_scope`: both must name exactly the router's tools.
     #[test]
     fn the_builtin_names_the_config_guards_are_the_routers_tools_each_with_a_scope() {
-        let mut routed: Vec<String> = McpServer::router()
+        let mut routed: Vec<String> = McpServer::tool_router()
             .list_all()
             .into_iter()
             .map(|tool| tool.name.into_owned())
