@@ -9,7 +9,7 @@
 //!
 //! The gateway is the release binary in its own process, on a fresh data dir, with tokens from
 //! the real OAuth flow. `cargo bench --bench hot_path -- [--seconds S] [--rounds R]
-//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] [--sends-only] [--status-only]`. It prints a table and writes
+//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] [--only sends|status|refresh]`. It prints a table and writes
 //! a JSON file a later run can be compared with (`--compare`).
 
 // A benchmark fails loudly on purpose: a panic with a message is the report.
@@ -43,10 +43,19 @@ struct Options {
     quick: bool,
     /// The gateway binary (another build, to compare two in one run).
     binary: std::path::PathBuf,
-    /// Only durable sends, for as long as asked (to profile them with `perf -p`).
-    sends_only: bool,
-    /// Only `queue_status` calls at concurrency 64, for as long as asked (to profile them).
-    status_only: bool,
+    /// One measurement alone, for as long as asked, to profile it with `perf record -p`.
+    only: Option<Only>,
+}
+
+/// The measurements `--only` can run alone.
+#[derive(Clone, Copy, PartialEq)]
+enum Only {
+    /// Durable sends at concurrency 16.
+    Sends,
+    /// `queue_status` calls at concurrency 64.
+    Status,
+    /// Refresh grants at concurrency 8.
+    Refresh,
 }
 
 fn options() -> Options {
@@ -58,8 +67,7 @@ fn options() -> Options {
         compare: None,
         quick: false,
         binary: env!("CARGO_BIN_EXE_nexus-gateway").into(),
-        sends_only: false,
-        status_only: false,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -87,8 +95,14 @@ fn options() -> Options {
             "--json" => options.json = args.next().expect("--json PATH").into(),
             "--compare" => options.compare = Some(args.next().expect("--compare PATH").into()),
             "--gateway" => options.binary = args.next().expect("--gateway BINARY").into(),
-            "--sends-only" => options.sends_only = true,
-            "--status-only" => options.status_only = true,
+            "--only" => {
+                options.only = Some(match args.next().as_deref() {
+                    Some("sends") => Only::Sends,
+                    Some("status") => Only::Status,
+                    Some("refresh") => Only::Refresh,
+                    _ => panic!("--only sends|status|refresh"),
+                })
+            }
             "--quick" => {
                 options.quick = true;
                 options.seconds = 2;
@@ -184,33 +198,29 @@ async fn measure(options: Options) {
 
     let Tokens { access, .. } = gateway::oauth_flow(&http, &gateway).await;
     let token: Arc<str> = access.into();
-    if options.sends_only {
+    if let Some(only) = options.only {
         // The mode for profiling: say which process to attach to.
         println!(
-            "sends only; gateway pid {} (perf record -g -p {})",
+            "gateway pid {} (perf record -g -p {})",
             gateway.pid(),
             gateway.pid()
         );
-        let (_, sends) = send_messages(&options, &gateway, &token).await;
-        println!("send_message, c16: {sends:?}");
-        gateway.stop();
-        return;
-    }
-    if options.status_only {
-        println!(
-            "queue_status only; gateway pid {} (perf record -g -p {})",
-            gateway.pid(),
-            gateway.pid()
-        );
-        let calls = queue_status_calls(gateway.public, token.clone());
-        let run = load::run(
-            gateway.public,
-            64,
-            Duration::from_secs(options.seconds),
-            calls,
-        )
-        .await;
-        println!("queue_status, c64: {run:?}");
+        match only {
+            Only::Sends => {
+                let (_, sends) = send_messages(&options, &gateway, &token).await;
+                println!("send_message, c16: {sends:?}");
+            }
+            Only::Status => {
+                let calls = queue_status_calls(gateway.public, token.clone());
+                let seconds = Duration::from_secs(options.seconds);
+                let run = load::run(gateway.public, 64, seconds, calls).await;
+                println!("queue_status, c64: {run:?}");
+            }
+            Only::Refresh => {
+                let grants = refresh_grants(&options, &http, &gateway).await;
+                println!("refresh grants, c8: {grants}");
+            }
+        }
         gateway.stop();
         return;
     }
