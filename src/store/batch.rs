@@ -54,7 +54,7 @@ impl MessageBatcher {
                 std::thread::Builder::new()
                     .name("nexus-sqlite-writer".into())
                     .spawn(move || {
-                        runtime.spawn(super::checkpoint::fold_wal(readers));
+                        runtime.spawn(super::checkpoint::fold_wal(readers, writer.clone()));
                         runtime.block_on(write_batches(engine, writer, queue));
                     })?;
             }

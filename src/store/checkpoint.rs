@@ -1,26 +1,39 @@
 //! SQLite's write-ahead log folded into the database file off the writer's path. SQLite's own
 //! automatic checkpoint runs inside the commit that crosses 1,000 log pages, and with
 //! `synchronous = NORMAL` that is where both of a checkpoint's fsyncs happen: every batch
-//! behind it waited on the disk. The writing connection therefore checkpoints never, and this
-//! loop does it from a reading connection, where a passive checkpoint runs beside new commits.
+//! behind it waited on the disk. The writing connection therefore never checkpoints by itself;
+//! this loop does it from a reading connection, where a passive checkpoint runs beside new
+//! commits.
+//!
+//! A checkpoint beside a busy writer never quite finishes (the writer appends while it copies),
+//! and SQLite starts the log over only after one that did: under sustained writes the log would
+//! grow without end. So once it holds `RESTART_FRAMES`, the loop checkpoints once on the
+//! writing connection itself, between two batches, where nothing is appended: most frames are
+//! already copied, the rest are, and the next commit starts the log over.
 
 use std::time::Duration;
 
 use sqlx::AnyPool;
 
-/// How often the log is folded in. At thousands of sends a second the log grows by a few MB
-/// between two folds; once folded, the next commit starts it over from its beginning.
+/// How often the log is folded in.
 pub(super) const INTERVAL: Duration = Duration::from_millis(200);
 
+/// Log frames (pages, 4 KiB each) past which the writer finishes a checkpoint itself, so the
+/// log starts over: about 16 MiB, a second or so of sustained sends.
+pub(super) const RESTART_FRAMES: i64 = 4_000;
+
 /// Folds the log into the database every `INTERVAL`, until the task is dropped.
-pub(super) async fn fold_wal(readers: AnyPool) {
+pub(super) async fn fold_wal(readers: AnyPool, writer: AnyPool) {
     let mut failing = false;
     loop {
         tokio::time::sleep(INTERVAL).await;
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&readers)
-            .await
+        let mut folded = checkpoint(&readers).await;
+        if let Ok(frames) = folded
+            && frames >= RESTART_FRAMES
         {
+            folded = checkpoint(&writer).await;
+        }
+        match folded {
             Ok(_) if failing => {
                 failing = false;
                 tracing::info!("WAL checkpoints succeed again");
@@ -36,11 +49,81 @@ pub(super) async fn fold_wal(readers: AnyPool) {
     }
 }
 
+/// One passive checkpoint on a connection of `pool`; the frames the log holds.
+async fn checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    // The answer's columns: busy, frames in the log, frames copied into the database.
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use crate::store::{NewMessage, Store};
+
+    /// Queues `count` messages of about 3 KB each (a page apiece), `in_flight` at a time.
+    async fn send_many(store: &Store, first: usize, count: usize, in_flight: usize) {
+        for chunk_start in (first..first + count).step_by(in_flight) {
+            let sends = (chunk_start..(chunk_start + in_flight).min(first + count)).map(|n| {
+                let store = store.clone();
+                async move {
+                    let message = NewMessage {
+                        id: format!("m{n}"),
+                        target: "homelab".into(),
+                        content: format!("{n} {}", "x".repeat(3_000)),
+                        content_hash: format!("h{n}"),
+                        urgent: false,
+                        sender: "client".into(),
+                        created_at: 1,
+                    };
+                    store.insert_message(&message, "queued").await
+                }
+            });
+            for sent in futures_util::future::join_all(sends).await {
+                sent.expect("queued");
+            }
+        }
+    }
+
+    fn wal_bytes(database: &Path) -> u64 {
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map(|meta| meta.len()).unwrap_or(0)
+    }
+
+    /// Checkpoints beside a writer that never pauses never finish, and the log starts over
+    /// only after one that did: without the writer's own checkpoint past `RESTART_FRAMES`,
+    /// this log grew by every page written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_stays_bounded_under_writes_that_never_pause() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let path = dir.path().join("nexus-gateway.sqlite3");
+        let store = Store::open(&path).await.expect("opens");
+        let page_with_header: u64 = 4_096 + 24;
+        let restart_bytes =
+            u64::try_from(super::RESTART_FRAMES).expect("positive") * page_with_header;
+        // Three times the restart threshold, written without a pause.
+        let messages = 3 * usize::try_from(super::RESTART_FRAMES).expect("positive");
+        let writing = tokio::spawn({
+            let store = store.clone();
+            async move { send_many(&store, 0, messages, 64).await }
+        });
+        let mut largest = 0;
+        while !writing.is_finished() {
+            largest = largest.max(wal_bytes(&path));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        writing.await.expect("the writes");
+        largest = largest.max(wal_bytes(&path));
+        assert!(
+            largest < 2 * restart_bytes,
+            "the log reached {largest} bytes; it starts over past {restart_bytes}"
+        );
+    }
 
     /// The writing connection never checkpoints, so if the loop did not run, the messages
     /// would stay in the log and the database file would not grow.
@@ -51,24 +134,7 @@ mod tests {
         let store = Store::open(&path).await.expect("opens");
         tokio::time::sleep(super::INTERVAL * 2).await;
         let before = std::fs::metadata(&path).expect("the file").len();
-        let sends = (0..500).map(|n| {
-            let store = store.clone();
-            async move {
-                let message = NewMessage {
-                    id: format!("m{n}"),
-                    target: "homelab".into(),
-                    content: format!("{n} {}", "x".repeat(2_000)),
-                    content_hash: format!("h{n}"),
-                    urgent: false,
-                    sender: "client".into(),
-                    created_at: 1,
-                };
-                store.insert_message(&message, "queued").await
-            }
-        });
-        for sent in futures_util::future::join_all(sends).await {
-            sent.expect("queued");
-        }
+        send_many(&store, 0, 500, 64).await;
         let grown = async {
             while std::fs::metadata(&path).expect("the file").len() < before + 500_000 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
