@@ -31,6 +31,9 @@ const REVOCATION_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long stopping waits for the Telegram workers to stop and let their bots' leases go.
 const BOT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long stopping waits to fold SQLite's write-ahead log into the database file.
+const STORE_FOLD_WAIT: Duration = Duration::from_secs(5);
+
 /// What every handler can reach: cheap, cloneable handles.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -311,6 +314,15 @@ impl App {
             tracing::warn!(
                 "a Telegram bot's workers did not stop in time; its lease lapses by itself"
             );
+        }
+        match tokio::time::timeout(STORE_FOLD_WAIT, self.store.fold_log()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "cannot fold the write-ahead log into the database at stop; the next start replays it")
+            }
+            Err(_) => tracing::warn!(
+                "folding the write-ahead log into the database took too long; the next start replays it"
+            ),
         }
         tracing::info!("nexus-gateway stopped");
         served

@@ -200,9 +200,7 @@ impl Store {
                 .await?;
             return Ok(u64::try_from(bytes).unwrap_or(0));
         }
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await?;
+        self.fold_log().await?;
         let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
             .fetch_one(&self.pool)
             .await?;
@@ -210,6 +208,18 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(pages * page_size).unwrap_or(0))
+    }
+
+    /// On SQLite, folds the whole write-ahead log into the database file and empties it. At a
+    /// clean stop this is what lets the next start replay nothing (a log left behind took a
+    /// restart with 100,000 messages from 15 to 100 ms to be ready). On PostgreSQL, nothing.
+    pub async fn fold_log(&self) -> Result<(), StoreError> {
+        if self.engine == Engine::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether the database answers within `PING_TIMEOUT`; for readiness checks, which must

@@ -100,6 +100,17 @@ impl ServeProcess {
         panic!("no such log line in:\n{}", seen.join("\n"))
     }
 
+    /// SIGTERM, as systemd stops a service, and waits for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        self.child.wait().expect("the gateway exits")
+    }
+
     /// SIGKILL, as the OOM killer or a power cut of the process would: no clean-up runs.
     pub fn kill_9(mut self) {
         let _ = self.child.kill();
