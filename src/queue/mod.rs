@@ -180,7 +180,7 @@ impl Queue {
     async fn insert(&self, target: String, request: SendRequest) -> Result<Sent, QueueError> {
         // Time-ordered (v7): new ids land at the right edge of the id index and of the updates'
         // message index, so a batch of sends dirties a few pages instead of one per message
-        // per index. 74 random bits keep ids unguessable.
+        // per index. Ids are names, not secrets: every check is on the caller's token.
         let id = uuid::Uuid::now_v7().to_string();
         let message = NewMessage {
             id: id.clone(),

@@ -38,7 +38,7 @@ impl MessageBatcher {
     /// round trip to sqlx's connection thread; as a task among the request handlers, each
     /// return from that thread waited its turn in a busy run queue. On PostgreSQL it stays a
     /// task: its connections' sockets belong to the process runtime.
-    pub(super) fn spawn(
+    pub(super) async fn spawn(
         engine: Engine,
         writer: AnyPool,
         readers: AnyPool,
@@ -46,17 +46,31 @@ impl MessageBatcher {
         let (pending, queue) = mpsc::channel(4 * MAX_BATCH);
         match engine {
             Engine::Sqlite => {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                // The thread ends when the last handle (and so the channel) is gone, and the
-                // checkpoints with its runtime.
+                // The runtime is built on the thread (a runtime must not be dropped inside
+                // another, as it would be here if the thread failed to start).
+                let (started, start) = oneshot::channel();
                 std::thread::Builder::new()
                     .name("nexus-sqlite-writer".into())
                     .spawn(move || {
+                        let runtime = match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => runtime,
+                            Err(error) => {
+                                let _ = started.send(Err(error));
+                                return;
+                            }
+                        };
+                        let _ = started.send(Ok(()));
+                        // The thread ends when the last handle (and so the channel) is gone,
+                        // and the checkpoints with its runtime.
                         runtime.spawn(super::checkpoint::fold_wal(readers, writer.clone()));
                         runtime.block_on(write_batches(engine, writer, queue));
                     })?;
+                start.await.map_err(|_| {
+                    std::io::Error::other("the SQLite writer thread stopped at start")
+                })??;
             }
             Engine::Postgres => {
                 tokio::spawn(write_batches(engine, writer, queue));

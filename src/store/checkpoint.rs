@@ -9,29 +9,31 @@
 //! and SQLite starts the log over only after one that did: under sustained writes the log would
 //! grow without end. So once it holds `RESTART_FRAMES`, the loop checkpoints once on the
 //! writing connection itself, between two batches, where nothing is appended: most frames are
-//! already copied, the rest are, and the next commit starts the log over.
+//! already copied, the rest are, and the next commit starts the log over, unless a read that
+//! began earlier still uses it; then a later round tries again. (SQLite's own automatic
+//! checkpoint is passive too, with the same limit.) The log file keeps its largest size.
 
 use std::time::Duration;
 
 use sqlx::AnyPool;
 
 /// How often the log is folded in.
-pub(super) const INTERVAL: Duration = Duration::from_millis(200);
+const INTERVAL: Duration = Duration::from_millis(200);
 
 /// Log frames (pages, 4 KiB each) past which the writer finishes a checkpoint itself, so the
 /// log starts over: about 16 MiB, a second or so of sustained sends.
-pub(super) const RESTART_FRAMES: i64 = 4_000;
+const RESTART_FRAMES: i64 = 4_000;
 
 /// Folds the log into the database every `INTERVAL`, until the task is dropped.
 pub(super) async fn fold_wal(readers: AnyPool, writer: AnyPool) {
     let mut failing = false;
     loop {
         tokio::time::sleep(INTERVAL).await;
-        let mut folded = checkpoint(&readers).await;
+        let mut folded = passive_checkpoint(&readers).await;
         if let Ok(frames) = folded
             && frames >= RESTART_FRAMES
         {
-            folded = checkpoint(&writer).await;
+            folded = passive_checkpoint(&writer).await;
         }
         match folded {
             Ok(_) if failing => {
@@ -50,7 +52,7 @@ pub(super) async fn fold_wal(readers: AnyPool, writer: AnyPool) {
 }
 
 /// One passive checkpoint on a connection of `pool`; the frames the log holds.
-async fn checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+async fn passive_checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     // The answer's columns: busy, frames in the log, frames copied into the database.
     let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
         .fetch_one(pool)
@@ -106,21 +108,14 @@ mod tests {
         let page_with_header: u64 = 4_096 + 24;
         let restart_bytes =
             u64::try_from(super::RESTART_FRAMES).expect("positive") * page_with_header;
-        // Three times the restart threshold, written without a pause.
-        let messages = 3 * usize::try_from(super::RESTART_FRAMES).expect("positive");
-        let writing = tokio::spawn({
-            let store = store.clone();
-            async move { send_many(&store, 0, messages, 64).await }
-        });
-        let mut largest = 0;
-        while !writing.is_finished() {
-            largest = largest.max(wal_bytes(&path));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        writing.await.expect("the writes");
-        largest = largest.max(wal_bytes(&path));
+        // Five times the restart threshold, written without a pause. The log file keeps its
+        // largest size, so one look at the end sees how far it grew.
+        let messages = 5 * usize::try_from(super::RESTART_FRAMES).expect("positive");
+        send_many(&store, 0, messages, 64).await;
+        let largest = wal_bytes(&path);
+        // Room for what a slow disk lets the writer append while a round copies.
         assert!(
-            largest < 2 * restart_bytes,
+            largest < 3 * restart_bytes,
             "the log reached {largest} bytes; it starts over past {restart_bytes}"
         );
     }
@@ -134,14 +129,15 @@ mod tests {
         let store = Store::open(&path).await.expect("opens");
         tokio::time::sleep(super::INTERVAL * 2).await;
         let before = std::fs::metadata(&path).expect("the file").len();
+        // About 1.5 MB of messages.
         send_many(&store, 0, 500, 64).await;
         let grown = async {
-            while std::fs::metadata(&path).expect("the file").len() < before + 500_000 {
+            while std::fs::metadata(&path).expect("the file").len() < before + 1_000_000 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
-        tokio::time::timeout(super::INTERVAL * 10, grown)
+        tokio::time::timeout(Duration::from_secs(30), grown)
             .await
-            .expect("a megabyte of messages folded into the database file");
+            .expect("the messages folded into the database file");
     }
 }

@@ -35,8 +35,8 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, ConnectOptions, Executor,
 /// The page cache of each reading connection, in KiB (SQLite's default is 2,000): 32 pages,
 /// enough for the upper levels of the B-trees a lookup by key walks.
 const READER_CACHE_KIB: u32 = 128;
-/// The writer's page cache, in KiB: inserts under random (UUID) keys touch index pages all
-/// over the file, so it fills whatever it is given.
+/// The writer's page cache, in KiB: each new message still lands on a random page of the dedup
+/// index (its key is a content hash), so it fills whatever it is given.
 const WRITER_CACHE_KIB: u32 = 512;
 
 pub use agents::AgentRecord;
@@ -74,6 +74,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The thread that writes new messages (on SQLite) could not start.
+    #[error("cannot start the store's writer thread")]
+    WriterThread(#[source] std::io::Error),
+    /// A checkpoint could not finish: other connections kept SQLite's log in use.
+    #[error("the database's write-ahead log stayed in use")]
+    LogBusy,
     /// The PostgreSQL database could not be reached at open.
     #[error("cannot connect to the database at {url}")]
     Connect {
@@ -147,10 +153,18 @@ impl Store {
             sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
                 .execute(&mut *connection)
                 .await?;
+            // VACUUM rebuilds the whole file through a temporary copy: on disk, not in the
+            // memory `temp_store` otherwise picks.
+            sqlx::query("PRAGMA temp_store = FILE")
+                .execute(&mut *connection)
+                .await?;
             sqlx::query("VACUUM").execute(&mut *connection).await?;
+            sqlx::query("PRAGMA temp_store = MEMORY")
+                .execute(&mut *connection)
+                .await?;
         }
         drop(connection);
-        Self::with_pools(Engine::Sqlite, pool, writer)
+        Self::with_pools(Engine::Sqlite, pool, writer).await
     }
 
     /// Connects to a PostgreSQL database and applies pending migrations. Replicas starting
@@ -169,14 +183,19 @@ impl Store {
             .await
             .map_err(fail)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let mut store = Self::with_pools(Engine::Postgres, pool.clone(), pool)?;
+        let mut store = Self::with_pools(Engine::Postgres, pool.clone(), pool).await?;
         store.postgres_url = Some(crate::secrets::Secret::new(url));
         Ok(store)
     }
 
-    fn with_pools(engine: Engine, pool: AnyPool, writer: AnyPool) -> Result<Self, StoreError> {
+    async fn with_pools(
+        engine: Engine,
+        pool: AnyPool,
+        writer: AnyPool,
+    ) -> Result<Self, StoreError> {
         let new_messages = batch::MessageBatcher::spawn(engine, writer.clone(), pool.clone())
-            .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+            .await
+            .map_err(StoreError::WriterThread)?;
         Ok(Self {
             engine,
             pool,
@@ -213,13 +232,22 @@ impl Store {
     /// On SQLite, folds the whole write-ahead log into the database file and empties it. At a
     /// clean stop this is what lets the next start replay nothing (a log left behind took a
     /// restart with 100,000 messages from 15 to 100 ms to be ready). On PostgreSQL, nothing.
+    /// SQLite answers "busy" instead of waiting while another checkpoint (`checkpoint.rs`)
+    /// holds its lock, so this asks again, for about a second.
     pub async fn fold_log(&self) -> Result<(), StoreError> {
-        if self.engine == Engine::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.writer)
-                .await?;
+        if self.engine == Engine::Postgres {
+            return Ok(());
         }
-        Ok(())
+        for _ in 0..FOLD_ATTEMPTS {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.writer)
+                .await?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(FOLD_RETRY).await;
+        }
+        Err(StoreError::LogBusy)
     }
 
     /// Whether the database answers within `PING_TIMEOUT`; for readiness checks, which must
@@ -315,7 +343,8 @@ fn sqlite_url(path: &Path) -> Result<url::Url, StoreError> {
         .map_err(|error| StoreError::Corrupt(format!("the database path as a URL: {error}")))
 }
 
-/// SQLite's own threshold for the automatic checkpoint, in log pages.
+/// SQLite's own threshold for the automatic checkpoint, in log pages (kept on the readers,
+/// which never write, so it never runs there; only the writer's is turned off).
 const SQLITE_DEFAULT_AUTOCHECKPOINT: u32 = 1_000;
 
 /// A pool of SQLite connections set up as the store needs them, each with a page cache of
@@ -346,6 +375,10 @@ fn sqlite_pool(connections: u32, cache_kib: u32, autocheckpoint_pages: u32) -> A
             })
         })
 }
+
+/// How often, and how far apart, `fold_log` asks for a checkpoint SQLite answered "busy".
+const FOLD_ATTEMPTS: u32 = 50;
+const FOLD_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How long a SQLite connection waits for another writer (the CLI writes while the server
 /// runs) before failing.

@@ -100,7 +100,8 @@ impl ServeProcess {
         panic!("no such log line in:\n{}", seen.join("\n"))
     }
 
-    /// SIGTERM, as systemd stops a service, and waits for the exit.
+    /// SIGTERM, as systemd stops a service, and waits for the exit (30 s at most: a stop that
+    /// hangs fails the test instead of hanging it).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = nix::sys::signal::kill(
@@ -108,7 +109,17 @@ impl ServeProcess {
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
-        self.child.wait().expect("the gateway exits")
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the gateway's status") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, as the OOM killer or a power cut of the process would: no clean-up runs.
