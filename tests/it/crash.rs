@@ -12,24 +12,30 @@ use tempfile::TempDir;
 
 use crate::serve_process::{ServeProcess, call_tool, printed_secret};
 
-#[tokio::test]
-async fn every_acknowledged_task_survives_a_kill_9_under_load() {
-    let dir = TempDir::new().expect("dir");
+/// Writes `dir`'s `gateway.toml` (a free port, an internal listener, the store in `data`) and
+/// issues a bearer token named `name` with the CLI, as an operator would before `serve`.
+fn configure_with_token(dir: &Path, name: &str) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
     std::fs::write(
-        dir.path().join("gateway.toml"),
+        dir.join("gateway.toml"),
         format!("listen = \"127.0.0.1:{port}\"\ninternal_listen = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_format = \"json\"\n"),
     )
     .expect("config");
-    let token = printed_secret(
+    printed_secret(
         Path::new(env!("CARGO_BIN_EXE_nexus-gateway")),
-        dir.path(),
+        dir,
         "gateway.toml",
-        &["tokens", "issue", "--name", "crash"],
-    );
+        &["tokens", "issue", "--name", name],
+    )
+}
+
+#[tokio::test]
+async fn every_acknowledged_task_survives_a_kill_9_under_load() {
+    let dir = TempDir::new().expect("dir");
+    let token = configure_with_token(dir.path(), "crash");
 
     let gateway = ServeProcess::start(dir.path(), "gateway.toml", false).await;
     let base = format!("http://{}", gateway.public);
@@ -101,17 +107,7 @@ async fn every_acknowledged_task_survives_a_kill_9_under_load() {
 #[tokio::test]
 async fn a_clean_stop_after_many_writes_leaves_nothing_to_replay() {
     let dir = TempDir::new().expect("dir");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        "listen = \"127.0.0.1:0\"\npublic_url = \"http://localhost:8080\"\ndata_dir = \"data\"\nlog_format = \"json\"\n",
-    )
-    .expect("config");
-    let token = printed_secret(
-        Path::new(env!("CARGO_BIN_EXE_nexus-gateway")),
-        dir.path(),
-        "gateway.toml",
-        &["tokens", "issue", "--name", "stop"],
-    );
+    let token = configure_with_token(dir.path(), "stop");
     let gateway = ServeProcess::start(dir.path(), "gateway.toml", false).await;
     let base = format!("http://{}", gateway.public);
     let http = reqwest::Client::new();
