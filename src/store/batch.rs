@@ -46,28 +46,10 @@ impl MessageBatcher {
         let (pending, queue) = mpsc::channel(4 * MAX_BATCH);
         match engine {
             Engine::Sqlite => {
-                // The runtime is built on the thread (a runtime must not be dropped inside
-                // another, as it would be here if the thread failed to start).
                 let (started, start) = oneshot::channel();
                 std::thread::Builder::new()
                     .name("nexus-sqlite-writer".into())
-                    .spawn(move || {
-                        let runtime = match tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                        {
-                            Ok(runtime) => runtime,
-                            Err(error) => {
-                                let _ = started.send(Err(error));
-                                return;
-                            }
-                        };
-                        let _ = started.send(Ok(()));
-                        // The thread ends when the last handle (and so the channel) is gone,
-                        // and the checkpoints with its runtime.
-                        runtime.spawn(super::checkpoint::fold_wal(readers, writer.clone()));
-                        runtime.block_on(write_batches(engine, writer, queue));
-                    })?;
+                    .spawn(move || run_sqlite_writer(started, writer, readers, queue))?;
                 start.await.map_err(|_| {
                     std::io::Error::other("the SQLite writer thread stopped at start")
                 })??;
@@ -99,6 +81,30 @@ impl MessageBatcher {
             .await
             .map_err(|_| StoreError::Corrupt("the message writer has stopped".into()))?
     }
+}
+
+/// The SQLite writer thread: its runtime, built here (a runtime must not be dropped inside
+/// another, as it would be in the caller if the thread failed to start), then the batches and,
+/// beside them, the checkpoints, until the last handle (and so the channel) is gone.
+fn run_sqlite_writer(
+    started: oneshot::Sender<std::io::Result<()>>,
+    writer: AnyPool,
+    readers: AnyPool,
+    queue: mpsc::Receiver<Pending>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = started.send(Err(error));
+            return;
+        }
+    };
+    let _ = started.send(Ok(()));
+    runtime.spawn(super::checkpoint::fold_wal(readers, writer.clone()));
+    runtime.block_on(write_batches(Engine::Sqlite, writer, queue));
 }
 
 async fn write_batches(engine: Engine, writer: AnyPool, mut queue: mpsc::Receiver<Pending>) {

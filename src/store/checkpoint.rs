@@ -1,8 +1,8 @@
 //! SQLite's write-ahead log folded into the database file off the writer's path. SQLite's own
 //! automatic checkpoint runs inside the commit that crosses 1,000 log pages, and with
 //! `synchronous = NORMAL` that is where both of a checkpoint's fsyncs happen: every batch
-//! behind it waited on the disk. The writing connection therefore never checkpoints by itself;
-//! this loop does it from a reading connection, where a passive checkpoint runs beside new
+//! behind it waited on the disk. So no connection checkpoints by itself (`wal_autocheckpoint =
+//! 0`); this loop does it from a reading connection, where a passive checkpoint runs beside new
 //! commits.
 //!
 //! A checkpoint beside a busy writer never quite finishes (the writer appends while it copies),

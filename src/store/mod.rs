@@ -131,8 +131,7 @@ impl Store {
             create_private_dir(parent)?;
         }
         let options = AnyConnectOptions::from_url(&sqlite_url(path)?)?;
-        // The writer never checkpoints: `checkpoint.rs` does, beside it.
-        let writer = sqlite_pool(1, WRITER_CACHE_KIB, 0)
+        let writer = sqlite_pool(1, WRITER_CACHE_KIB)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -140,7 +139,7 @@ impl Store {
         // grows: nine connections held 17 MiB more after ten minutes of the soak than after
         // one. Readers mostly look up single rows by key and the file's pages stay in the OS
         // page cache, so small caches cost little and keep resident memory flat.
-        let pool = sqlite_pool(8, READER_CACHE_KIB, SQLITE_DEFAULT_AUTOCHECKPOINT)
+        let pool = sqlite_pool(8, READER_CACHE_KIB)
             .connect_with(options)
             .await?;
         // Incremental auto-vacuum lets the sweep give space back. A file made before it was
@@ -343,15 +342,10 @@ fn sqlite_url(path: &Path) -> Result<url::Url, StoreError> {
         .map_err(|error| StoreError::Corrupt(format!("the database path as a URL: {error}")))
 }
 
-/// SQLite's own threshold for the automatic checkpoint, in log pages (kept on the readers,
-/// which never write, so it never runs there; only the writer's is turned off).
-const SQLITE_DEFAULT_AUTOCHECKPOINT: u32 = 1_000;
-
 /// A pool of SQLite connections set up as the store needs them, each with a page cache of
-/// `cache_kib` and an automatic checkpoint past `autocheckpoint_pages` (0: never). The `Any`
-/// driver opens a connection from its URL alone, so the settings a URL cannot carry are pragmas
-/// run on each new connection.
-fn sqlite_pool(connections: u32, cache_kib: u32, autocheckpoint_pages: u32) -> AnyPoolOptions {
+/// `cache_kib`. The `Any` driver opens a connection from its URL alone, so the settings a URL
+/// cannot carry are pragmas run on each new connection.
+fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
         .after_connect(move |connection, _| {
@@ -361,6 +355,8 @@ fn sqlite_pool(connections: u32, cache_kib: u32, autocheckpoint_pages: u32) -> A
                         // auto_vacuum first: it only takes on a file without tables.
                         // temp_store: a multi-row insert in a transaction keeps a statement
                         // journal, by default in a temporary file (a write per page).
+                        // wal_autocheckpoint: no connection checkpoints inside its commits;
+                        // `checkpoint.rs` does it, beside the writer.
                         "PRAGMA auto_vacuum = INCREMENTAL;
                          PRAGMA journal_mode = WAL;
                          PRAGMA synchronous = NORMAL;
@@ -368,7 +364,7 @@ fn sqlite_pool(connections: u32, cache_kib: u32, autocheckpoint_pages: u32) -> A
                          PRAGMA foreign_keys = ON;
                          PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
                          PRAGMA cache_size = -{cache_kib};
-                         PRAGMA wal_autocheckpoint = {autocheckpoint_pages};"
+                         PRAGMA wal_autocheckpoint = 0;"
                     )))
                     .await?;
                 Ok(())
