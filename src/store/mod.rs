@@ -348,6 +348,11 @@ fn sqlite_url(path: &Path) -> Result<url::Url, StoreError> {
 fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
+        // No ping before each use: a SQLite connection is a thread of this process, not a peer
+        // that can hang up, and the ping was a round trip to that thread on every query (one of
+        // five per batch of sends, one of two per lookup). A dead connection thread fails the
+        // query itself.
+        .test_before_acquire(false)
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 connection
