@@ -12,6 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::queue::message::MessageStatus;
 use crate::store::{Engine, InsertOutcome, NewMessage, StoreError};
 
+/// The `source` of a message's first update.
+const UPDATE_SOURCE: &str = "gateway";
+
 /// Insert passes in one transaction at most (see `insert_batch`).
 const MAX_PASSES: usize = 3;
 /// Messages in one transaction at most (8 bound values each, far below either engine's limit).
@@ -92,8 +95,10 @@ fn run_sqlite_writer(
     readers: AnyPool,
     queue: mpsc::Receiver<Pending>,
 ) {
+    // Timers only: SQLite's connections are threads reached through channels, so the runtime
+    // parks on a futex instead of polling sockets (and an eventfd) it never has.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_time()
         .build()
     {
         Ok(runtime) => runtime,
@@ -207,7 +212,7 @@ async fn insert_batch(
                 .bind(&message.target)
                 .bind(*text)
                 .bind(MessageStatus::Pending.as_str())
-                .bind("gateway")
+                .bind(UPDATE_SOURCE)
                 .bind(message.created_at);
         }
         query.execute(&mut *transaction).await?;
@@ -304,9 +309,85 @@ pub(super) fn placeholders(rows: usize, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::store::Store;
+
     #[test]
     fn placeholders_are_numbered_across_tuples() {
         assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::placeholders(1, 1), "($1)");
+    }
+
+    fn message(id: &str, key: &str) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            target: "homelab".into(),
+            content: format!("text of {key}"),
+            content_hash: key.into(),
+            urgent: false,
+            sender: "client".into(),
+            created_at: 7,
+        }
+    }
+
+    /// (message id, text, source) of every update, in order.
+    async fn updates(store: &Store) -> Vec<(String, String, String)> {
+        sqlx::query_as("SELECT message_id, content, source FROM updates ORDER BY seq")
+            .fetch_all(&store.writer)
+            .await
+            .expect("updates")
+    }
+
+    /// A batch that mixes new messages, a copy of an open message, a copy of an earlier entry
+    /// of the same batch, and a copy of a finished message: each gets its own answer, and only
+    /// the queued ones get a first update.
+    #[tokio::test]
+    async fn a_mixed_batch_queues_the_new_and_names_the_open_duplicates() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let store = Store::open(&dir.path().join("db.sqlite3"))
+            .await
+            .expect("opens");
+        let insert = async |entries: &[(NewMessage, &str)]| {
+            let entries: Vec<(&NewMessage, &str)> = entries
+                .iter()
+                .map(|(message, text)| (message, *text))
+                .collect();
+            insert_batch(Engine::Sqlite, &store.writer, &entries).await
+        };
+        let first = insert(&[
+            (message("a", "key-a"), "queued"),
+            (message("done", "key-done"), "queued"),
+        ])
+        .await;
+        assert_eq!(
+            first.expect("first batch"),
+            [InsertOutcome::Queued, InsertOutcome::Queued]
+        );
+        sqlx::query("UPDATE messages SET status = 'complete' WHERE id = 'done'")
+            .execute(&store.writer)
+            .await
+            .expect("finish one");
+
+        let outcomes = insert(&[
+            (message("b", "key-b"), "queued (urgent)"),
+            (message("a2", "key-a"), "queued"),
+            (message("b2", "key-b"), "queued"),
+            (message("done2", "key-done"), "queued"),
+        ])
+        .await
+        .expect("mixed batch");
+        assert_eq!(
+            outcomes,
+            [
+                InsertOutcome::Queued,
+                InsertOutcome::Duplicate("a".into()),
+                InsertOutcome::Duplicate("b".into()),
+                InsertOutcome::Queued,
+            ]
+        );
+        let updates = updates(&store).await;
+        let ids: Vec<&str> = updates.iter().map(|(id, _, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a", "done", "b", "done2"]);
+        assert!(updates.contains(&("b".into(), "queued (urgent)".into(), UPDATE_SOURCE.into())));
     }
 }
