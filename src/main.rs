@@ -41,8 +41,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    nexus_gateway::telemetry::init(config.log_format);
-    match run(cli.command, config).await {
+    let log = nexus_gateway::telemetry::init(config.log_format);
+    let outcome = run(cli.command, config).await;
+    // The log's last lines before the final error, not after it.
+    drop(log);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

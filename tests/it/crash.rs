@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::serve_process::{ServeProcess, call_tool, printed_secret};
@@ -135,8 +135,11 @@ async fn a_clean_stop_after_many_writes_leaves_nothing_to_replay() {
     }
     let wal = dir.path().join("data").join("nexus-gateway.sqlite3-wal");
     assert!(std::fs::metadata(&wal).expect("a log while serving").len() > 0);
-    let status = gateway.terminate();
+    let (status, logged) = gateway.terminate();
     assert!(status.success(), "{status}");
+    // Lines go through the log thread: the last one, logged just before the exit, arrives.
+    let last: Value = serde_json::from_str(logged.last().expect("lines at stop")).expect("JSON");
+    assert_eq!(last["message"], "nexus-gateway stopped", "{logged:?}");
     let left = std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
     assert_eq!(left, 0, "a clean stop leaves nothing in the log to replay");
 }

@@ -101,8 +101,9 @@ impl ServeProcess {
     }
 
     /// SIGTERM, as systemd stops a service, and waits for the exit (30 s at most: a stop that
-    /// hangs fails the test instead of hanging it).
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    /// hangs fails the test instead of hanging it); the exit status and the lines logged since
+    /// those read, the last ones included (they are written by a thread of their own).
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -112,7 +113,11 @@ impl ServeProcess {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("the gateway's status") {
-                return status;
+                // The reader thread ends when the pipe closes, which it has.
+                let lines =
+                    std::iter::from_fn(|| self.logged.recv_timeout(Duration::from_secs(5)).ok())
+                        .collect();
+                return (status, lines);
             }
             assert!(
                 std::time::Instant::now() < deadline,
