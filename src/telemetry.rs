@@ -22,9 +22,10 @@ pub fn log_internal(context: &'static str, source: &(dyn std::error::Error + 'st
 }
 
 /// Lines waiting for the log thread at most; past this, logging waits (it never drops lines).
-/// The queue is allocated whole at start (32 bytes a line): tracing-appender's default of
-/// 128,000 lines took 4 MiB of the 20 MiB resident budget (BENCHMARKS.md). This is under a
-/// tenth of a second of access lines at the fastest the gateway serves them on 2 cores.
+/// The queue is allocated whole at start, 32 bytes a line: 65,536 lines took 2 MiB of the
+/// 20 MiB resident budget (BENCHMARKS.md), and tracing-appender's default of 128,000 would take
+/// 4. This is under a tenth of a second of access lines at the fastest the gateway serves them
+/// on 2 cores.
 const QUEUED_LINES: usize = 1_024;
 /// The most the log thread writes in one system call; it writes out whenever the queue is empty.
 const WRITE_BYTES: usize = 64 * 1024;
