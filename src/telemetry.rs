@@ -21,7 +21,7 @@ pub fn log_internal(context: &'static str, source: &(dyn std::error::Error + 'st
     tracing::error!(error = %source, cause = ?source.source(), "internal error: {context}");
 }
 
-/// Lines waiting for the log thread at most; past this, logging waits (it never drops lines).
+/// Lines waiting for the log thread at most; past this, logging waits instead of dropping one.
 /// The queue is allocated whole at start, 32 bytes a line: 65,536 lines took 2 MiB of the
 /// 20 MiB resident budget (BENCHMARKS.md), and tracing-appender's default of 128,000 would take
 /// 4. This is under a tenth of a second of access lines at the fastest the gateway serves them
@@ -33,8 +33,9 @@ const WRITE_BYTES: usize = 64 * 1024;
 /// Installs the global subscriber; later calls are ignored. Lines go to standard error from a
 /// thread of their own: a request's worker hands its line over instead of making a system call
 /// for it (one per request at the default level: 3-4 % of a `tools/call`'s time), and the thread
-/// writes whatever queued up meanwhile in one call, as soon as it can. Keep the guard until the process ends: dropping it
-/// writes out what is still queued.
+/// writes whatever queued up meanwhile in one call, as soon as it can. Keep the guard until the
+/// process ends: dropping it writes out what is still queued, waiting a second at most for
+/// stderr to take it (tracing-appender's bound); lines logged after that are lost.
 #[must_use = "dropping the guard stops the log thread"]
 pub fn init(format: LogFormat) -> WorkerGuard {
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());

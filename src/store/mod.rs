@@ -350,8 +350,8 @@ fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
         .max_connections(connections)
         // No ping before each use: a SQLite connection is a thread of this process, not a peer
         // that can hang up, and the ping was a round trip to that thread on every query (one of
-        // five per batch of sends, one of two per lookup). A dead connection thread fails the
-        // query itself.
+        // six per batch of sends, one of three per lookup). sqlx still pings a connection it
+        // takes back, and drops it if that fails, so the next use opens a new one.
         .test_before_acquire(false)
         .after_connect(move |connection, _| {
             Box::pin(async move {

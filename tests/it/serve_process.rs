@@ -113,10 +113,15 @@ impl ServeProcess {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("the gateway's status") {
-                // The reader thread ends when the pipe closes, which it has.
-                let lines =
-                    std::iter::from_fn(|| self.logged.recv_timeout(Duration::from_secs(5)).ok())
-                        .collect();
+                // The reader thread ends when the pipe closes, which it has (unless a child of
+                // the gateway still holds it: hence the same deadline).
+                let lines = std::iter::from_fn(|| {
+                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                    self.logged
+                        .recv_timeout(left.min(Duration::from_secs(5)))
+                        .ok()
+                })
+                .collect();
                 return (status, lines);
             }
             assert!(
