@@ -379,7 +379,7 @@ fn sqlite_pool(connections: u32, cache_kib: u32) -> AnyPoolOptions {
 
 /// How often, and how far apart, `fold_log` asks for a checkpoint SQLite answered "busy".
 const FOLD_ATTEMPTS: u32 = 50;
-const FOLD_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+const FOLD_RETRY: Duration = Duration::from_millis(20);
 
 /// How long a SQLite connection waits for another writer (the CLI writes while the server
 /// runs) before failing.
