@@ -58,6 +58,10 @@ enum Only {
     Refresh,
 }
 
+const USAGE: &str = "usage: cargo bench --bench hot_path -- [--seconds S] [--rounds R] \
+[--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] \
+[--only sends|status|refresh]";
+
 fn options() -> Options {
     let mut options = Options {
         seconds: 5,
@@ -108,8 +112,16 @@ fn options() -> Options {
                 options.seconds = 2;
                 options.rounds = 1;
             }
-            // `cargo bench` passes `--bench`; nothing else is expected.
-            _ => {}
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            // `cargo bench` passes `--bench`.
+            "--bench" => {}
+            unknown => {
+                eprintln!("unknown argument {unknown:?}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     options
@@ -248,6 +260,10 @@ async fn measure(options: Options) {
         .requests;
         report["tool_calls_before_memory"] = json!(calls);
         report["memory_after_calls_mib"] = json!(gateway.resident_mib());
+        // mimalloc keeps freed memory for a while before it returns it (`purge_delay`): the
+        // same figure after the gateway has been idle for a moment says what stays.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        report["memory_after_calls_idle_mib"] = json!(gateway.resident_mib());
     }
 
     let (sent, send_run) = send_messages(&options, &gateway, &token).await;
@@ -441,6 +457,11 @@ const ROWS: &[(&str, &str, &str)] = &[
         "RSS after 100k calls (MiB)",
         "/memory_after_calls_mib",
         "≤ start + 10",
+    ),
+    (
+        "  the same, after 2 s idle (MiB)",
+        "/memory_after_calls_idle_mib",
+        "",
     ),
     (
         "RSS, 1,000 idle conns (MiB)",
