@@ -10,7 +10,8 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the store answers (the signing key was loaded at start).
+/// `GET /readyz`: the store answers and can still write new messages (the signing key was
+/// loaded at start).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.auth.is_ready().await {
         (StatusCode::OK, "ready\n")

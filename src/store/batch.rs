@@ -79,10 +79,21 @@ impl MessageBatcher {
         self.pending
             .send(pending)
             .await
-            .map_err(|_| StoreError::Corrupt("the message writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Corrupt("the message writer has stopped".into()))?
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Whether the batch writer still takes sends. Its channel closes when the writer is
+    /// gone (on SQLite, if its thread died), after which every send would fail.
+    pub(super) fn is_running(&self) -> bool {
+        !self.pending.is_closed()
+    }
+
+    /// A handle whose writer is gone, as a dead writer thread leaves it.
+    #[cfg(test)]
+    pub(super) fn stopped() -> Self {
+        let (pending, _queue) = mpsc::channel(1);
+        Self { pending }
     }
 }
 

@@ -77,6 +77,9 @@ pub enum StoreError {
     /// The thread that writes new messages (on SQLite) could not start.
     #[error("cannot start the store's writer thread")]
     WriterThread(#[source] std::io::Error),
+    /// The writer of new messages is gone (on SQLite, its thread died): no send can succeed.
+    #[error("the message writer has stopped")]
+    WriterStopped,
     /// A checkpoint could not finish: other connections kept SQLite's log in use.
     #[error("the database's write-ahead log stayed in use")]
     LogBusy,
@@ -249,9 +252,13 @@ impl Store {
         Err(StoreError::LogBusy)
     }
 
-    /// Whether the database answers within `PING_TIMEOUT`; for readiness checks, which must
-    /// answer "not ready" while a database that went away is being waited for, not hang.
+    /// Whether the database answers within `PING_TIMEOUT` and new messages can still be
+    /// written; for readiness checks, which must answer "not ready" while a database that went
+    /// away is being waited for (not hang), and once the message writer has died.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if !self.new_messages.is_running() {
+            return Err(StoreError::WriterStopped);
+        }
         match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
         {
             Ok(answered) => {
@@ -425,5 +432,22 @@ mod tests {
         let store = super::Store::open(&path).await.expect("opens");
         store.ping().await.expect("answers");
         assert!(path.exists(), "the file is where the path says");
+    }
+
+    /// A writer thread that died (a panic in SQLite's hands, say) leaves every send failing;
+    /// readiness must say so, so that a service manager or a load balancer can act on it.
+    #[tokio::test]
+    async fn a_store_whose_message_writer_stopped_is_not_ready() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let mut store = super::Store::open(&dir.path().join("db.sqlite3"))
+            .await
+            .expect("opens");
+        store.ping().await.expect("ready while the writer runs");
+        store.new_messages = super::batch::MessageBatcher::stopped();
+        let refused = store.ping().await.expect_err("not ready without a writer");
+        assert!(
+            matches!(refused, super::StoreError::WriterStopped),
+            "{refused}"
+        );
     }
 }
