@@ -1,7 +1,7 @@
 //! The bearer guard for protected routes (RFC 6750 §2.1 and §3, RFC 9728 §5.1): the token is
-//! read from `Authorization: Bearer` only (never the query string or body), verified, and its
-//! claims put into the request extensions. Failures get a challenge that tells the client
-//! where to find our metadata, which is how claude.ai discovers the authorization server.
+//! read from `Authorization: Bearer` only (never the query string or body), verified, and the
+//! `VerifiedToken` put into the request extensions. Failures get a challenge that tells the
+//! client where to find our metadata, which is how claude.ai discovers the authorization server.
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::error::{BearerChallenge, after_reading_body};
 use crate::http::paths;
-use crate::oauth::jwt::AccessClaims;
-use crate::oauth::scope::{Scope, ScopeSet};
+use crate::oauth::VerifiedToken;
+use crate::oauth::scope::Scope;
 use crate::oauth::{AccessTokenError, AuthServer};
 
 /// What the guard needs: the verifier, the metadata URL for challenges, and the scopes a
@@ -68,55 +68,66 @@ impl BearerGuard {
     }
 }
 
-/// Middleware: lets the request through only with a valid token holding the required scopes.
-pub async fn require_bearer(
-    State(guard): State<BearerGuard>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Lets `request` through, with its `VerifiedToken` in the extensions, only with a valid token
+/// holding the required scopes; otherwise the answer (a challenge), once the body is read.
+/// A call, not a route layer: see `http::mcp::routes`.
+pub async fn authenticate(guard: &BearerGuard, mut request: Request) -> Result<Request, Response> {
     let token = match bearer_token(request.headers()) {
         TokenPresence::Missing => {
-            return after_reading_body(request, guard.unauthorized(None).into_response()).await;
+            return Err(
+                after_reading_body(request, guard.unauthorized(None).into_response()).await,
+            );
         }
         TokenPresence::Malformed => {
             let challenge = guard
                 .unauthorized(Some("the Authorization header is not a bearer token"))
                 .into_response();
-            return after_reading_body(request, challenge).await;
+            return Err(after_reading_body(request, challenge).await);
         }
         TokenPresence::Present(token) => token,
     };
-    let claims = match guard.auth.verify_access_token(&token).await {
-        Ok(claims) => claims,
+    let verified = match guard.auth.verify_access_token(&token).await {
+        Ok(verified) => verified,
         Err(AccessTokenError::Rejected(reason)) => {
             tracing::debug!(reason = %reason, "bearer token rejected");
             let challenge = guard
                 .unauthorized(Some("the access token is invalid, expired or revoked"))
                 .into_response();
-            return after_reading_body(request, challenge).await;
+            return Err(after_reading_body(request, challenge).await);
         }
         Err(AccessTokenError::Internal(error)) => {
             let unavailable = BearerChallenge::unavailable(&error).into_response();
-            return after_reading_body(request, unavailable).await;
+            return Err(after_reading_body(request, unavailable).await);
         }
     };
-    let granted = ScopeSet::from_token_claim(&claims.scope);
     let missing: Vec<Scope> = guard
         .required
         .iter()
-        .filter(|scope| !granted.contains(scope))
+        .filter(|scope| !verified.scopes.contains(scope))
         .cloned()
         .collect();
     if !missing.is_empty() {
-        return after_reading_body(
-            request,
-            guard.insufficient_scope(&guard.required).into_response(),
-        )
-        .await;
+        let challenge = guard.insufficient_scope(&guard.required).into_response();
+        return Err(after_reading_body(request, challenge).await);
     }
+    let claims = &verified.claims;
     tracing::debug!(client_id = %claims.client_id, jti = %claims.jti, "bearer token accepted");
-    request.extensions_mut().insert::<AccessClaims>(claims);
-    next.run(request).await
+    request
+        .extensions_mut()
+        .insert::<Arc<VerifiedToken>>(verified);
+    Ok(request)
+}
+
+/// `authenticate` as a route layer (`from_fn_with_state`), for routes that take the guard so.
+pub async fn require_bearer(
+    State(guard): State<BearerGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&guard, request).await {
+        Ok(request) => next.run(request).await,
+        Err(answer) => answer,
+    }
 }
 
 /// What the `Authorization` header holds; shared with the agent API's guard.

@@ -8,9 +8,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
@@ -22,11 +21,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::http::bearer::{BearerGuard, require_bearer};
+use crate::http::bearer::{BearerGuard, authenticate};
 use crate::http::paths;
 use crate::mcp::{McpServer, required_scope};
-use crate::oauth::jwt::AccessClaims;
-use crate::oauth::scope::ScopeSet;
+use crate::oauth::VerifiedToken;
 use crate::upstream::Upstreams;
 
 /// The `/mcp` route with its guards.
@@ -63,79 +61,87 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         Arc::new(NeverSessionManager::default()),
         server_config,
     );
-    let guard = BearerGuard::new(state.auth.clone(), &[]);
-    let gate = McpGate {
-        guard: guard.clone(),
+    // One endpoint for the process, borrowed by each request: rmcp's own `tower::Service`
+    // impl (and axum's `route_service`) would clone its service, allow-lists and all, twice per
+    // request. The guard and the check are calls, not route layers: each layer is one more
+    // boxed service that axum clones, with everything inside it, on every request.
+    let endpoint = Arc::new(McpEndpoint {
+        guard: BearerGuard::new(state.auth.clone(), &[]),
         upstreams: state.upstreams.clone(),
-    };
-    // One service for the process, borrowed by each request: rmcp's own `tower::Service` impl
-    // (and axum's `route_service`) would clone it, allow-lists and all, twice per request.
-    let service = Arc::new(service);
+        service,
+    });
     let handle = move |request: Request| {
-        let service = service.clone();
-        async move { service.handle(request).await }
+        let endpoint = endpoint.clone();
+        async move { endpoint.serve(request).await }
     };
-    Router::new()
-        .route(paths::MCP, any(handle))
-        // Layers wrap outward: the bearer guard runs first, then the scope check.
-        .route_layer(from_fn_with_state(gate, check_request))
-        .route_layer(from_fn_with_state(guard, require_bearer))
+    Router::new().route(paths::MCP, any(handle))
 }
 
-/// What the request check needs: the guard's challenges, and the upstream tools' scopes.
-#[derive(Clone)]
-struct McpGate {
+/// `/mcp`: the bearer guard, then the request check, then rmcp.
+struct McpEndpoint {
+    /// The token check, and the challenges.
     guard: BearerGuard,
+    /// The upstream tools' scopes.
     upstreams: Upstreams,
+    service: StreamableHttpService<McpServer, NeverSessionManager>,
 }
 
-/// Checks a POSTed body before rmcp sees it: a tool call the token's scopes do not cover gets
-/// the 403 step-up challenge MCP clients act on, and malformed JSON-RPC gets the JSON-RPC error
-/// the spec defines (rmcp would answer 415 with plain text). rmcp parses the body itself, so a
-/// well-formed message is only peeked at here (method and tool name); the full parse that
-/// finds out what is wrong runs only when rmcp refuses a body.
-async fn check_request(State(gate): State<McpGate>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match to_bytes(body, usize::MAX).await {
-        Ok(bytes) => bytes,
-        // The body deadline or the size limit made reading fail.
-        Err(error) if caused_by_deadline(&error) => {
-            return StatusCode::REQUEST_TIMEOUT.into_response();
+impl McpEndpoint {
+    async fn serve(&self, request: Request) -> Response {
+        match authenticate(&self.guard, request).await {
+            Ok(request) => self.check_request(request).await,
+            Err(challenge) => challenge,
         }
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-    };
-    let tool = match peek(&bytes) {
-        Some(peeked) => peeked.called_tool().map(Cow::into_owned),
-        None => match read_message(&bytes) {
-            Ok(message) => called_tool(&message).map(str::to_owned),
-            Err(refusal) => return json_rpc_error(refusal.id, refusal.code, refusal.message),
-        },
-    };
-    if let Some(tool) = tool {
-        let granted = parts
-            .extensions
-            .get::<AccessClaims>()
-            .map(|claims| ScopeSet::from_token_claim(&claims.scope))
-            .unwrap_or_default();
-        if let Some(scope) = required_scope(&tool, &gate.upstreams)
-            && !granted.contains(&scope)
+    }
+
+    async fn forward(&self, request: Request) -> Response {
+        self.service.handle(request).await.into_response()
+    }
+
+    /// Checks a POSTed body before rmcp sees it: a tool call the token's scopes do not cover
+    /// gets the 403 step-up challenge MCP clients act on, and malformed JSON-RPC gets the
+    /// JSON-RPC error the spec defines (rmcp would answer 415 with plain text). rmcp parses the
+    /// body itself, so a well-formed message is only peeked at here (method and tool name); the
+    /// full parse that finds out what is wrong runs only when rmcp refuses a body.
+    async fn check_request(&self, request: Request) -> Response {
+        if request.method() != Method::POST {
+            return self.forward(request).await;
+        }
+        let (parts, body) = request.into_parts();
+        let bytes = match to_bytes(body, usize::MAX).await {
+            Ok(bytes) => bytes,
+            // The body deadline or the size limit made reading fail.
+            Err(error) if caused_by_deadline(&error) => {
+                return StatusCode::REQUEST_TIMEOUT.into_response();
+            }
+            Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        };
+        let tool = match peek(&bytes) {
+            Some(peeked) => peeked.called_tool().map(Cow::into_owned),
+            None => match read_message(&bytes) {
+                Ok(message) => called_tool(&message).map(str::to_owned),
+                Err(refusal) => return json_rpc_error(refusal.id, refusal.code, refusal.message),
+            },
+        };
+        if let Some(tool) = tool {
+            let verified = parts.extensions.get::<Arc<VerifiedToken>>();
+            if let Some(scope) = required_scope(&tool, &self.upstreams)
+                && !verified.is_some_and(|verified| verified.scopes.contains(&scope))
+            {
+                return self.guard.insufficient_scope(&[scope]).into_response();
+            }
+        }
+        let response = self
+            .forward(Request::from_parts(parts, Body::from(bytes.clone())))
+            .await;
+        if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE
+            && let Err(refusal) = read_message(&bytes)
         {
-            return gate.guard.insufficient_scope(&[scope]).into_response();
+            // rmcp could not parse what the peek could: say why, as JSON-RPC.
+            return json_rpc_error(refusal.id, refusal.code, refusal.message);
         }
+        response
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes.clone())))
-        .await;
-    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE
-        && let Err(refusal) = read_message(&bytes)
-    {
-        // rmcp could not parse what the peek could: say why, as JSON-RPC.
-        return json_rpc_error(refusal.id, refusal.code, refusal.message);
-    }
-    response
 }
 
 /// The two fields of a message the scope check reads, borrowed from the body.

@@ -28,8 +28,8 @@ use crate::mcp::tools::{
 };
 use crate::mcp::waits::WaitSlots;
 use crate::metrics::Metrics;
-use crate::oauth::jwt::AccessClaims;
-use crate::oauth::scope::{Scope, ScopeSet};
+use crate::oauth::VerifiedToken;
+use crate::oauth::scope::Scope;
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
@@ -59,23 +59,23 @@ pub fn required_scope(tool: &str, upstreams: &Upstreams) -> Option<Scope> {
     })
 }
 
-/// The verified claims of the request's access token, put there by the bearer guard.
-pub struct Caller(pub AccessClaims);
+/// The request's verified access token, put there by the bearer guard.
+pub struct Caller(pub Arc<VerifiedToken>);
 
 impl<C: AsRequestContext> FromContextPart<C> for Caller {
     fn from_context_part(context: &mut C) -> Result<Self, McpError> {
-        claims_of(context.as_request_context())
+        verified_token(context.as_request_context())
             .map(Caller)
             .ok_or_else(unauthenticated)
     }
 }
 
-fn claims_of(context: &RequestContext<RoleServer>) -> Option<AccessClaims> {
+fn verified_token(context: &RequestContext<RoleServer>) -> Option<Arc<VerifiedToken>> {
     context
         .extensions
         .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<AccessClaims>())
-        .cloned()
+        .and_then(|parts| parts.extensions.get::<Arc<VerifiedToken>>())
+        .map(Arc::clone)
 }
 
 fn unauthenticated() -> McpError {
@@ -155,14 +155,14 @@ impl McpServer {
     )]
     async fn send_message(
         &self,
-        Caller(claims): Caller,
+        Caller(caller): Caller,
         Parameters(args): Parameters<SendMessageArgs>,
     ) -> Result<Json<SendMessageResult>, String> {
         let request = SendRequest {
             content: args.message,
             target: args.target,
             urgent: args.urgent.unwrap_or(false),
-            sender: claims.client_id,
+            sender: caller.claims.client_id.clone(),
         };
         match self.shared.queue.send(request).await.map_err(tool_error)? {
             Sent::Queued { id, target } => Ok(Json(SendMessageResult {
@@ -192,7 +192,7 @@ impl McpServer {
     )]
     async fn pull_updates(
         &self,
-        Caller(claims): Caller,
+        Caller(caller): Caller,
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<PullUpdatesArgs>,
     ) -> Result<Json<PullUpdatesResult>, String> {
@@ -202,10 +202,10 @@ impl McpServer {
         let _slot = if wait_seconds == 0 {
             None
         } else {
-            match self.shared.waits.acquire(&claims.client_id) {
+            match self.shared.waits.acquire(&caller.claims.client_id) {
                 Ok(slot) => Some(slot),
                 Err(refused) => {
-                    tracing::info!(client_id = %claims.client_id, reason = ?refused, "pull_updates answered without waiting");
+                    tracing::info!(client_id = %caller.claims.client_id, reason = ?refused, "pull_updates answered without waiting");
                     wait_seconds = 0;
                     wait_declined = Some(refused.to_string());
                     None
@@ -225,7 +225,7 @@ impl McpServer {
             let pulled = self
                 .shared
                 .queue
-                .pull_updates(&claims.client_id, query.clone())
+                .pull_updates(&caller.claims.client_id, query.clone())
                 .await
                 .map_err(tool_error)?;
             if !pulled.updates.is_empty()
@@ -329,13 +329,13 @@ impl McpServer {
     )]
     async fn cancel_message(
         &self,
-        Caller(claims): Caller,
+        Caller(caller): Caller,
         Parameters(args): Parameters<MessageIdArgs>,
     ) -> Result<Json<CancelMessageResult>, String> {
         let message = self
             .shared
             .queue
-            .cancel(&args.id, &claims.client_id)
+            .cancel(&args.id, &caller.claims.client_id)
             .await
             .map_err(tool_error)?;
         Ok(Json(CancelMessageResult {
@@ -357,8 +357,8 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let granted = claims_of(&context)
-            .map(|claims| ScopeSet::from_token_claim(&claims.scope))
+        let granted = verified_token(&context)
+            .map(|verified| verified.scopes.clone())
             .unwrap_or_default();
         let mut tools: Vec<_> = self
             .shared
@@ -393,10 +393,10 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, McpError> {
         // The HTTP layer already answered 403 for a missing scope; this keeps the rule true
         // even for a request that reached rmcp another way.
-        let claims = claims_of(&context).ok_or_else(unauthenticated)?;
-        let granted = ScopeSet::from_token_claim(&claims.scope);
+        let verified = verified_token(&context).ok_or_else(unauthenticated)?;
+        let claims = &verified.claims;
         if let Some(scope) = required_scope(&request.name, &self.shared.upstreams)
-            && !granted.contains(&scope)
+            && !verified.scopes.contains(&scope)
         {
             return Err(McpError::invalid_request(
                 format!("this token lacks the {} scope", scope.as_str()),

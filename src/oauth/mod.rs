@@ -19,6 +19,8 @@ mod sealed;
 mod token;
 mod verified;
 
+pub use verified::VerifiedToken;
+
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::clock::{SharedClock, UnixSeconds};
@@ -225,7 +227,10 @@ impl AuthServer {
     /// Verifies a bearer access token: signature, type, issuer, audience, lifetime, and
     /// that neither it nor its grant was revoked.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Arc<VerifiedToken>, AccessTokenError> {
         let now = self.now();
         // A revocation committed by this process is in force on its very next request.
         if self
@@ -240,9 +245,11 @@ impl AuthServer {
             return verdict.map_err(AccessTokenError::Rejected);
         }
         let epoch = self.inner.verified.epoch();
-        let claims = self.verify_in_full(token, now).await?;
-        self.inner.verified.insert(key, claims.clone(), epoch, now);
-        Ok(claims)
+        let verified = Arc::new(VerifiedToken::new(self.verify_in_full(token, now).await?));
+        self.inner
+            .verified
+            .insert(key, verified.clone(), epoch, now);
+        Ok(verified)
     }
 
     /// Reads the revocation log past the point the token cache has seen and drops what it

@@ -3,12 +3,13 @@
 //! Keyed by the token's SHA-256, so the cache holds no usable token.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use crate::clock::UnixSeconds;
 use crate::oauth::jwt::{self, AccessClaims, TokenRejection};
+use crate::oauth::scope::ScopeSet;
 use crate::store::Revoked;
 
 /// Tokens remembered at most: each is a few hundred bytes, and a gateway serves a few clients.
@@ -17,6 +18,22 @@ const MAX_ENTRIES: usize = 10_000;
 
 /// The SHA-256 of a presented token.
 pub type TokenKey = [u8; 32];
+
+/// A verified access token as a request's handlers use it: its claims, and the scopes they
+/// grant, parsed once. Requests share the cached one (`Arc`), so none copies a claim.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub claims: AccessClaims,
+    pub scopes: ScopeSet,
+}
+
+impl VerifiedToken {
+    /// Claims that passed every check.
+    pub fn new(claims: AccessClaims) -> Self {
+        let scopes = ScopeSet::from_token_claim(&claims.scope);
+        Self { claims, scopes }
+    }
+}
 
 /// Verified access tokens and where the revocation log was last read.
 #[derive(Debug, Default)]
@@ -27,7 +44,7 @@ pub struct VerifiedTokens {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<TokenKey, AccessClaims>,
+    entries: HashMap<TokenKey, Arc<VerifiedToken>>,
     /// The revocation log's sequence number read up to.
     log_seq: i64,
     /// `Store::local_revocations` when the log was last read.
@@ -60,11 +77,11 @@ impl VerifiedTokens {
         &self,
         key: &TokenKey,
         now: UnixSeconds,
-    ) -> Option<Result<AccessClaims, TokenRejection>> {
+    ) -> Option<Result<Arc<VerifiedToken>, TokenRejection>> {
         let mut state = self.lock();
-        let claims = state.entries.get(key)?;
-        match jwt::check_lifetime(claims, now) {
-            Ok(()) => Some(Ok(claims.clone())),
+        let verified = state.entries.get(key)?;
+        match jwt::check_lifetime(&verified.claims, now) {
+            Ok(()) => Some(Ok(verified.clone())),
             Err(rejection) => {
                 state.entries.remove(key);
                 Some(Err(rejection))
@@ -79,7 +96,13 @@ impl VerifiedTokens {
 
     /// Remembers a token verified (signature and revocation) during `epoch`; skipped if a
     /// revocation was applied since.
-    pub fn insert(&self, key: TokenKey, claims: AccessClaims, epoch: u64, now: UnixSeconds) {
+    pub fn insert(
+        &self,
+        key: TokenKey,
+        verified: Arc<VerifiedToken>,
+        epoch: u64,
+        now: UnixSeconds,
+    ) {
         let mut state = self.lock();
         if state.epoch != epoch {
             return;
@@ -87,12 +110,12 @@ impl VerifiedTokens {
         if state.entries.len() >= MAX_ENTRIES {
             state
                 .entries
-                .retain(|_, claims| jwt::check_lifetime(claims, now).is_ok());
+                .retain(|_, verified| jwt::check_lifetime(&verified.claims, now).is_ok());
             if state.entries.len() >= MAX_ENTRIES {
                 state.entries.clear();
             }
         }
-        state.entries.insert(key, claims);
+        state.entries.insert(key, verified);
     }
 
     /// Whether this process committed a revocation since the log was last read.
@@ -112,10 +135,10 @@ impl VerifiedTokens {
         if gap {
             state.entries.clear();
         } else if !revoked.is_empty() {
-            state.entries.retain(|_, claims| {
+            state.entries.retain(|_, verified| {
                 !revoked.iter().any(|revoked| match revoked {
-                    Revoked::Grant(grant) => *grant == claims.gid,
-                    Revoked::Token(jti) => *jti == claims.jti,
+                    Revoked::Grant(grant) => *grant == verified.claims.gid,
+                    Revoked::Token(jti) => *jti == verified.claims.jti,
                 })
             });
         }
@@ -138,8 +161,8 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
 
-    fn claims(jti: &str, gid: &str, exp: i64) -> AccessClaims {
-        AccessClaims {
+    fn claims(jti: &str, gid: &str, exp: i64) -> Arc<VerifiedToken> {
+        Arc::new(VerifiedToken::new(AccessClaims {
             iss: "https://gw.example".into(),
             sub: "owner".into(),
             aud: "https://gw.example/mcp".into(),
@@ -149,7 +172,7 @@ mod tests {
             exp,
             jti: jti.into(),
             gid: gid.into(),
-        }
+        }))
     }
 
     #[test]

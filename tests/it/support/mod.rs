@@ -14,9 +14,9 @@ use nexus_gateway::app::App;
 use nexus_gateway::clock::ManualClock;
 use nexus_gateway::config::{ApprovalMode, Config, PublicUrl};
 use nexus_gateway::http::bearer::{BearerGuard, require_bearer};
-use nexus_gateway::oauth::AuthServer;
 use nexus_gateway::oauth::jwt::AccessClaims;
 use nexus_gateway::oauth::scope::Scope;
+use nexus_gateway::oauth::{AuthServer, VerifiedToken};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -138,8 +138,8 @@ pub async fn spawn_in(
 
 /// Test-only routes behind the bearer guard (the MCP endpoint mounts the same guard).
 fn protected_routes(auth: &AuthServer) -> Router {
-    async fn echo_claims(Extension(claims): Extension<AccessClaims>) -> Json<AccessClaims> {
-        Json(claims)
+    async fn echo_claims(Extension(verified): Extension<Arc<VerifiedToken>>) -> Json<AccessClaims> {
+        Json(verified.claims.clone())
     }
     Router::new()
         .route(PROTECTED, get(echo_claims))
