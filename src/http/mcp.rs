@@ -83,6 +83,7 @@ struct McpEndpoint {
     guard: BearerGuard,
     /// The upstream tools' scopes.
     upstreams: Upstreams,
+    /// rmcp's Streamable HTTP service, which answers what passes both.
     service: StreamableHttpService<McpServer, NeverSessionManager>,
 }
 
