@@ -60,7 +60,7 @@ enum Only {
 
 const USAGE: &str = "usage: cargo bench --bench hot_path -- [--seconds S] [--rounds R] \
 [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] \
-[--only sends|status|refresh]";
+[--only sends|status|refresh] [--help]";
 
 fn options() -> Options {
     let mut options = Options {

@@ -21,7 +21,7 @@ use crate::oauth::{AccessTokenError, AuthServer};
 #[derive(Clone, Debug)]
 pub struct BearerGuard {
     auth: AuthServer,
-    // Shared, not owned: axum clones a middleware's state for every request.
+    // Shared, not owned: as a route layer's state (`require_bearer`) it is cloned per request.
     resource_metadata_url: Arc<str>,
     required: Arc<[Scope]>,
 }
@@ -100,17 +100,15 @@ pub async fn authenticate(guard: &BearerGuard, mut request: Request) -> Result<R
             return Err(after_reading_body(request, unavailable).await);
         }
     };
-    let missing: Vec<Scope> = guard
+    if guard
         .required
         .iter()
-        .filter(|scope| !verified.scopes.contains(scope))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
+        .any(|scope| !verified.scopes().contains(scope))
+    {
         let challenge = guard.insufficient_scope(&guard.required).into_response();
         return Err(after_reading_body(request, challenge).await);
     }
-    let claims = &verified.claims;
+    let claims = verified.claims();
     tracing::debug!(client_id = %claims.client_id, jti = %claims.jti, "bearer token accepted");
     request
         .extensions_mut()
@@ -118,7 +116,8 @@ pub async fn authenticate(guard: &BearerGuard, mut request: Request) -> Result<R
     Ok(request)
 }
 
-/// `authenticate` as a route layer (`from_fn_with_state`), for routes that take the guard so.
+/// `authenticate` as a route layer (`from_fn_with_state`). `/mcp` calls `authenticate` itself;
+/// this form is for routes where a layer reads better than a call (the tests' echo routes).
 pub async fn require_bearer(
     State(guard): State<BearerGuard>,
     request: Request,

@@ -88,6 +88,7 @@ struct McpEndpoint {
 }
 
 impl McpEndpoint {
+    /// Answers one request: a challenge, the check's refusal, or rmcp's answer.
     async fn serve(&self, request: Request) -> Response {
         match authenticate(&self.guard, request).await {
             Ok(request) => self.check_request(request).await,
@@ -95,6 +96,7 @@ impl McpEndpoint {
         }
     }
 
+    /// Hands `request` to rmcp.
     async fn forward(&self, request: Request) -> Response {
         self.service.handle(request).await.into_response()
     }
@@ -127,7 +129,7 @@ impl McpEndpoint {
         if let Some(tool) = tool {
             let verified = parts.extensions.get::<Arc<VerifiedToken>>();
             if let Some(scope) = required_scope(&tool, &self.upstreams)
-                && !verified.is_some_and(|verified| verified.scopes.contains(&scope))
+                && !verified.is_some_and(|verified| verified.scopes().contains(&scope))
             {
                 return self.guard.insufficient_scope(&[scope]).into_response();
             }

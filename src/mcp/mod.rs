@@ -29,7 +29,7 @@ use crate::mcp::tools::{
 use crate::mcp::waits::WaitSlots;
 use crate::metrics::Metrics;
 use crate::oauth::VerifiedToken;
-use crate::oauth::scope::Scope;
+use crate::oauth::scope::{Scope, ScopeSet};
 use crate::queue::error::QueueError;
 use crate::queue::message::MessageStatus;
 use crate::queue::view::{MessageView, UpdateView};
@@ -162,7 +162,7 @@ impl McpServer {
             content: args.message,
             target: args.target,
             urgent: args.urgent.unwrap_or(false),
-            sender: caller.claims.client_id.clone(),
+            sender: caller.claims().client_id.clone(),
         };
         match self.shared.queue.send(request).await.map_err(tool_error)? {
             Sent::Queued { id, target } => Ok(Json(SendMessageResult {
@@ -202,10 +202,10 @@ impl McpServer {
         let _slot = if wait_seconds == 0 {
             None
         } else {
-            match self.shared.waits.acquire(&caller.claims.client_id) {
+            match self.shared.waits.acquire(&caller.claims().client_id) {
                 Ok(slot) => Some(slot),
                 Err(refused) => {
-                    tracing::info!(client_id = %caller.claims.client_id, reason = ?refused, "pull_updates answered without waiting");
+                    tracing::info!(client_id = %caller.claims().client_id, reason = ?refused, "pull_updates answered without waiting");
                     wait_seconds = 0;
                     wait_declined = Some(refused.to_string());
                     None
@@ -225,7 +225,7 @@ impl McpServer {
             let pulled = self
                 .shared
                 .queue
-                .pull_updates(&caller.claims.client_id, query.clone())
+                .pull_updates(&caller.claims().client_id, query.clone())
                 .await
                 .map_err(tool_error)?;
             if !pulled.updates.is_empty()
@@ -335,7 +335,7 @@ impl McpServer {
         let message = self
             .shared
             .queue
-            .cancel(&args.id, &caller.claims.client_id)
+            .cancel(&args.id, &caller.claims().client_id)
             .await
             .map_err(tool_error)?;
         Ok(Json(CancelMessageResult {
@@ -357,9 +357,11 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let granted = verified_token(&context)
-            .map(|verified| verified.scopes.clone())
-            .unwrap_or_default();
+        let verified = verified_token(&context);
+        let no_scopes = ScopeSet::default();
+        let granted = verified
+            .as_deref()
+            .map_or(&no_scopes, VerifiedToken::scopes);
         let mut tools: Vec<_> = self
             .shared
             .tool_router
@@ -394,9 +396,9 @@ impl ServerHandler for McpServer {
         // The HTTP layer already answered 403 for a missing scope; this keeps the rule true
         // even for a request that reached rmcp another way.
         let verified = verified_token(&context).ok_or_else(unauthenticated)?;
-        let claims = &verified.claims;
+        let claims = verified.claims();
         if let Some(scope) = required_scope(&request.name, &self.shared.upstreams)
-            && !verified.scopes.contains(&scope)
+            && !verified.scopes().contains(&scope)
         {
             return Err(McpError::invalid_request(
                 format!("this token lacks the {} scope", scope.as_str()),

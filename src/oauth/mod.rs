@@ -221,7 +221,14 @@ impl AuthServer {
     /// Whether the store answers; for readiness. (A signing key is loaded by construction: an
     /// `AuthServer` cannot open without one.)
     pub async fn is_ready(&self) -> bool {
-        self.inner.store.ping().await.is_ok()
+        match self.inner.store.ping().await {
+            Ok(()) => true,
+            Err(error) => {
+                // The 503 says only "not ready"; the log says why.
+                crate::telemetry::log_internal("readiness", &error);
+                false
+            }
+        }
     }
 
     /// Verifies a bearer access token: signature, type, issuer, audience, lifetime, and

@@ -20,18 +20,30 @@ const MAX_ENTRIES: usize = 10_000;
 pub type TokenKey = [u8; 32];
 
 /// A verified access token as a request's handlers use it: its claims, and the scopes they
-/// grant, parsed once. Requests share the cached one (`Arc`), so none copies a claim.
+/// grant, parsed once. Requests share the cached one (`Arc`), so none copies a claim. Only
+/// `AuthServer::verify_access_token` makes one, so holding one means the checks passed.
 #[derive(Debug)]
 pub struct VerifiedToken {
-    pub claims: AccessClaims,
-    pub scopes: ScopeSet,
+    claims: AccessClaims,
+    /// Parsed from `claims.scope`, never set apart from it.
+    scopes: ScopeSet,
 }
 
 impl VerifiedToken {
-    /// Claims that passed every check.
-    pub fn new(claims: AccessClaims) -> Self {
+    /// Wraps `claims` that passed every check (signature, claims, lifetime, revocation).
+    pub(crate) fn new(claims: AccessClaims) -> Self {
         let scopes = ScopeSet::from_token_claim(&claims.scope);
         Self { claims, scopes }
+    }
+
+    /// The token's claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.claims
+    }
+
+    /// The scopes the token grants.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.scopes
     }
 }
 

@@ -1,5 +1,5 @@
 //! The bearer guard: missing, forged, expired and foreign tokens, and connections that stay
-//! usable after a refusal.
+//! usable after a refusal, and every method on `/mcp`.
 
 use super::*;
 
@@ -202,4 +202,51 @@ async fn a_refused_request_keeps_the_connection_usable() {
         second.starts_with("HTTP/1.1 200"),
         "the connection was closed after the 401: {second:?}"
     );
+}
+
+/// The `/mcp` endpoint runs the guard itself (a call, not a route layer): every method, not only
+/// the POST the MCP clients use, is challenged without a valid token, and passes with one.
+#[tokio::test]
+async fn every_method_on_mcp_is_challenged_without_a_valid_token() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.tokens_for_new_client().await;
+    let valid = tokens["access_token"].as_str().expect("token").to_owned();
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        for authorization in [None, Some("Bearer not-a-token")] {
+            let mut request = app
+                .http
+                .request(method.clone(), app.url("/mcp"))
+                .header("accept", "application/json, text/event-stream");
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let refused = request.send().await.expect("request");
+            assert_eq!(
+                refused.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} /mcp with {authorization:?}"
+            );
+            let challenge = refused.headers()["www-authenticate"]
+                .to_str()
+                .expect("ascii");
+            assert!(
+                challenge.starts_with("Bearer ") && challenge.contains("resource_metadata=\""),
+                "{challenge}"
+            );
+        }
+        let passed = app
+            .http
+            .request(method.clone(), app.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(&valid)
+            .send()
+            .await
+            .expect("request");
+        assert_ne!(
+            passed.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} /mcp with a valid token reaches rmcp"
+        );
+    }
 }

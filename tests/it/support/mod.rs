@@ -136,10 +136,10 @@ pub async fn spawn_in(
     }
 }
 
-/// Test-only routes behind the bearer guard (the MCP endpoint mounts the same guard).
+/// Test-only routes behind the bearer guard (`/mcp` runs the same check, `authenticate`).
 fn protected_routes(auth: &AuthServer) -> Router {
     async fn echo_claims(Extension(verified): Extension<Arc<VerifiedToken>>) -> Json<AccessClaims> {
-        Json(verified.claims.clone())
+        Json(verified.claims().clone())
     }
     Router::new()
         .route(PROTECTED, get(echo_claims))
