@@ -255,6 +255,10 @@ impl App {
             });
         }
         tokio::spawn(watch_revocations(self.state.auth.clone(), stopping.clone()));
+        let writer_died = tokio::spawn(stop_if_the_writer_dies(
+            self.store.clone(),
+            shutdown.clone(),
+        ));
         match self.upstream_shim.clone() {
             Some(shim) => {
                 self.state
@@ -325,7 +329,24 @@ impl App {
             ),
         }
         tracing::info!("nexus-gateway stopped");
+        if writer_died.await.unwrap_or(false) {
+            // A non-zero exit, so that the service manager starts the gateway again.
+            return Err(std::io::Error::other("the message writer stopped"));
+        }
         served
+    }
+}
+
+/// Stops the gateway if the store's message writer dies: every send would fail from then on,
+/// and only a new process brings a writer back. Returns whether it did.
+async fn stop_if_the_writer_dies(store: Store, shutdown: CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = store.writer_stopped() => {
+            tracing::error!("the message writer stopped; stopping, so that the service manager starts the gateway again");
+            shutdown.cancel();
+            true
+        }
     }
 }
 

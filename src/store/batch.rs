@@ -89,9 +89,14 @@ impl MessageBatcher {
         !self.pending.is_closed()
     }
 
+    /// Resolves once the batch writer is gone.
+    pub(super) async fn stopped(&self) {
+        self.pending.closed().await;
+    }
+
     /// A handle whose writer is gone, as a dead writer thread leaves it.
     #[cfg(test)]
-    pub(super) fn stopped() -> Self {
+    pub(super) fn without_writer() -> Self {
         let (pending, _queue) = mpsc::channel(1);
         Self { pending }
     }

@@ -252,6 +252,13 @@ impl Store {
         Err(StoreError::LogBusy)
     }
 
+    /// Resolves if the writer of new messages dies (on SQLite, a panic on its thread). Nothing
+    /// brings it back, and every send fails from then on: `App::serve` stops the process, so
+    /// that the service manager starts a new one.
+    pub async fn writer_stopped(&self) {
+        self.new_messages.stopped().await;
+    }
+
     /// Whether the database answers within `PING_TIMEOUT` and new messages can still be
     /// written; for readiness checks, which must answer "not ready" while a database that went
     /// away is being waited for (not hang), and once the message writer has died.
@@ -435,15 +442,25 @@ mod tests {
     }
 
     /// A writer thread that died (a panic in SQLite's hands, say) leaves every send failing;
-    /// readiness must say so, so that a service manager or a load balancer can act on it.
+    /// readiness must say so, and `writer_stopped` must wake, so that the process stops.
     #[tokio::test]
-    async fn a_store_whose_message_writer_stopped_is_not_ready() {
+    async fn a_store_whose_message_writer_stopped_is_not_ready_and_says_so() {
         let dir = tempfile::TempDir::new().expect("dir");
         let mut store = super::Store::open(&dir.path().join("db.sqlite3"))
             .await
             .expect("opens");
         store.ping().await.expect("ready while the writer runs");
-        store.new_messages = super::batch::MessageBatcher::stopped();
+        let wait = std::time::Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(wait, store.writer_stopped())
+                .await
+                .is_err(),
+            "a running writer is not reported stopped"
+        );
+        store.new_messages = super::batch::MessageBatcher::without_writer();
+        tokio::time::timeout(wait, store.writer_stopped())
+            .await
+            .expect("a dead writer is reported");
         let refused = store.ping().await.expect_err("not ready without a writer");
         assert!(
             matches!(refused, super::StoreError::WriterStopped),
