@@ -91,15 +91,29 @@ mod tests {
         }
     }
 
-    fn wal_bytes(database: &Path) -> u64 {
+    fn wal_path(database: &Path) -> std::path::PathBuf {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
-        std::fs::metadata(wal).map(|meta| meta.len()).unwrap_or(0)
+        wal.into()
+    }
+
+    fn wal_bytes(database: &Path) -> u64 {
+        std::fs::metadata(wal_path(database))
+            .map(|meta| meta.len())
+            .unwrap_or(0)
+    }
+
+    /// How many times the log has started over: its header's checkpoint sequence number
+    /// (bytes 12-15, big-endian), which SQLite increments at each restart.
+    fn wal_restarts(database: &Path) -> u32 {
+        let header = std::fs::read(wal_path(database)).expect("the log");
+        u32::from_be_bytes(header[12..16].try_into().expect("four bytes"))
     }
 
     /// Checkpoints beside a writer that never pauses never finish, and the log starts over
     /// only after one that did: without the writer's own checkpoint past `RESTART_FRAMES`,
-    /// this log grew by every page written.
+    /// this log grew by every page written and never started over (its header counts the
+    /// restarts, which does not depend on how fast the disk is).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_stays_bounded_under_writes_that_never_pause() {
         let dir = tempfile::TempDir::new().expect("dir");
@@ -111,11 +125,17 @@ mod tests {
         // Five times the restart threshold, written without a pause. The log file keeps its
         // largest size, so one look at the end sees how far it grew.
         let messages = 5 * usize::try_from(super::RESTART_FRAMES).expect("positive");
+        let restarts_before = wal_restarts(&path);
         send_many(&store, 0, messages, 64).await;
+        let restarts = wal_restarts(&path) - restarts_before;
         let largest = wal_bytes(&path);
-        // Room for what a slow disk lets the writer append while a round copies.
+        assert!(restarts >= 1, "the log never started over");
+        // Room for what the writer appends while a round copies: about 1.5 times the threshold
+        // here, but 4.4 with other I/O in the way of a checkpoint's fsyncs (`dd ... conv=fsync`
+        // beside the test; the bound used to be 3, and such a run failed it). Without restarts
+        // this log grows by every page written: 7.7 times.
         assert!(
-            largest < 3 * restart_bytes,
+            largest < 6 * restart_bytes,
             "the log reached {largest} bytes; it starts over past {restart_bytes}"
         );
     }
