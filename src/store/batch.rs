@@ -326,7 +326,7 @@ pub(super) fn placeholders(rows: usize, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Store, UpdateFilter};
 
     #[test]
     fn placeholders_are_numbered_across_tuples() {
@@ -348,10 +348,21 @@ mod tests {
 
     /// (message id, text, source) of every update, in order.
     async fn updates(store: &Store) -> Vec<(String, String, String)> {
-        sqlx::query_as("SELECT message_id, content, source FROM updates ORDER BY seq")
-            .fetch_all(&store.writer)
-            .await
-            .expect("updates")
+        let filter = UpdateFilter {
+            limit: 100,
+            ..UpdateFilter::default()
+        };
+        let updates = store.list_updates(&filter).await.expect("updates");
+        updates
+            .into_iter()
+            .map(|update| {
+                (
+                    update.message_id.unwrap_or_default(),
+                    update.content,
+                    update.source,
+                )
+            })
+            .collect()
     }
 
     /// A batch that mixes new messages, a copy of an open message, a copy of an earlier entry
