@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::http::error::{BearerChallenge, after_reading_body};
@@ -21,7 +20,7 @@ use crate::oauth::{AccessTokenError, AuthServer};
 #[derive(Clone, Debug)]
 pub struct BearerGuard {
     auth: AuthServer,
-    // Shared, not owned: as a route layer's state (`require_bearer`) it is cloned per request.
+    // Shared, not owned: a guard is cloned wherever a route holds one.
     resource_metadata_url: Arc<str>,
     required: Arc<[Scope]>,
 }
@@ -114,19 +113,6 @@ pub async fn authenticate(guard: &BearerGuard, mut request: Request) -> Result<R
         .extensions_mut()
         .insert::<Arc<VerifiedToken>>(verified);
     Ok(request)
-}
-
-/// `authenticate` as a route layer (`from_fn_with_state`). `/mcp` calls `authenticate` itself;
-/// this form is for routes where a layer reads better than a call (the tests' echo routes).
-pub async fn require_bearer(
-    State(guard): State<BearerGuard>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match authenticate(&guard, request).await {
-        Ok(request) => next.run(request).await,
-        Err(answer) => answer,
-    }
 }
 
 /// What the `Authorization` header holds; shared with the agent API's guard.

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::Extension;
-use axum::middleware::from_fn_with_state;
+use axum::extract::{Extension, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nexus_gateway::app::App;
 use nexus_gateway::clock::ManualClock;
 use nexus_gateway::config::{ApprovalMode, Config, PublicUrl};
-use nexus_gateway::http::bearer::{BearerGuard, require_bearer};
+use nexus_gateway::http::bearer::{BearerGuard, authenticate};
 use nexus_gateway::oauth::jwt::AccessClaims;
 use nexus_gateway::oauth::scope::Scope;
 use nexus_gateway::oauth::{AuthServer, VerifiedToken};
@@ -133,6 +134,18 @@ pub async fn spawn_in(
         data_dir,
         shutdown,
         server: Some(server),
+    }
+}
+
+/// The bearer guard as a route layer, for the test-only routes below.
+async fn require_bearer(
+    State(guard): State<BearerGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&guard, request).await {
+        Ok(request) => next.run(request).await,
+        Err(answer) => answer,
     }
 }
 
