@@ -331,7 +331,7 @@ impl App {
         tracing::info!("nexus-gateway stopped");
         if writer_died.await.unwrap_or(false) {
             // A non-zero exit, so that the service manager starts the gateway again.
-            return Err(std::io::Error::other("the message writer stopped"));
+            return Err(std::io::Error::other(StoreError::WriterStopped));
         }
         served
     }
@@ -379,5 +379,42 @@ async fn run_maintenance(state: AppState, shutdown: CancellationToken) {
             Err(error) => tracing::warn!(error = %error, "maintenance failed; will retry"),
         }
         state.limits.shrink();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A dead writer stops the gateway (and says so, for the exit status); a stop asked for
+    /// otherwise ends the watch quietly.
+    #[tokio::test]
+    async fn the_gateway_stops_when_its_message_writer_dies_and_only_then() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let mut store = Store::open(&dir.path().join("db.sqlite3"))
+            .await
+            .expect("opens");
+        let shutdown = CancellationToken::new();
+        let watch = tokio::spawn(stop_if_the_writer_dies(store.clone(), shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!shutdown.is_cancelled(), "a running writer stops nothing");
+        shutdown.cancel();
+        assert!(
+            !watch.await.expect("watch"),
+            "a stop asked for is not a dead writer"
+        );
+
+        store.lose_message_writer();
+        let shutdown = CancellationToken::new();
+        let died = tokio::time::timeout(
+            Duration::from_secs(5),
+            stop_if_the_writer_dies(store, shutdown.clone()),
+        )
+        .await
+        .expect("the watch ends");
+        assert!(died, "a dead writer is reported");
+        assert!(shutdown.is_cancelled(), "and the gateway stops");
     }
 }

@@ -252,6 +252,12 @@ impl Store {
         Err(StoreError::LogBusy)
     }
 
+    /// Drops this handle's writer of new messages, as a writer thread that died leaves it.
+    #[cfg(test)]
+    pub(crate) fn lose_message_writer(&mut self) {
+        self.new_messages = batch::MessageBatcher::without_writer();
+    }
+
     /// Resolves if the writer of new messages dies (on SQLite, a panic on its thread). Nothing
     /// brings it back, and every send fails from then on: `App::serve` stops the process, so
     /// that the service manager starts a new one.
@@ -457,7 +463,7 @@ mod tests {
                 .is_err(),
             "a running writer is not reported stopped"
         );
-        store.new_messages = super::batch::MessageBatcher::without_writer();
+        store.lose_message_writer();
         tokio::time::timeout(wait, store.writer_stopped())
             .await
             .expect("a dead writer is reported");
