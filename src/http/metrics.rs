@@ -1,9 +1,12 @@
 //! `/metrics` in the Prometheus text format (queue depth is read at scrape time), served on the
-//! internal listener; and the layer that counts every request by route template.
+//! internal listener; and the layer that counts every response by route template and status.
 
-use axum::extract::{MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
@@ -42,18 +45,86 @@ pub(crate) async fn upstreams(State(state): State<AppState>) -> Response {
     axum::Json(state.upstreams.live_state()).into_response()
 }
 
-/// Counts each request by its route template (never the raw path: unbounded label values).
-pub async fn count_requests(
-    State(metrics): State<Metrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
-    metrics.request(&route, response.status().as_u16());
-    response
+/// The layer that counts each response by route template and status (never the raw path:
+/// unbounded label values), under `unmatched` for a path no route serves.
+///
+/// A plain `tower` service rather than `axum::middleware::from_fn`, which boxes the inner service
+/// and the future on every request.
+#[derive(Clone)]
+pub struct CountRequestsLayer {
+    metrics: Metrics,
+}
+
+impl CountRequestsLayer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CountRequests {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`CountRequestsLayer`].
+#[derive(Clone)]
+pub struct CountRequests<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for CountRequests<S>
+where
+    S: tower::Service<http::Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // `MatchedPath` is a shared string: this clone does not copy the template.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        Counted {
+            response: self.inner.call(request),
+            metrics: self.metrics.clone(),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`CountRequests`]: counts the response when it is ready.
+    pub struct Counted<F> {
+        #[pin]
+        response: F,
+        metrics: Metrics,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.response.poll(cx));
+        if let Ok(response) = &output {
+            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            this.metrics.request(route, response.status().as_u16());
+        }
+        Poll::Ready(output)
+    }
 }

@@ -140,13 +140,11 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
         header::COOKIE,
         HeaderName::from_static("x-telegram-bot-api-secret-token"),
     ];
+    // `Router::layer` wraps each route (and the fallback) after routing, so every layer here
+    // sees the matched route template.
     routes
-        // Inside the router's layers, so the matched route template is known.
-        .route_layer(axum::middleware::from_fn_with_state(request_metrics, metrics::count_requests))
         .layer(// Read top to bottom: the first layer sees the request first.
             ServiceBuilder::new()
-                // A path that a proxy and this router could read differently is refused first.
-                .layer(axum::middleware::from_fn(path_guard::refuse_ambiguous_paths))
                 // A client's own `x-request-id` would become our id (the layer below keeps
                 // one it finds), so it is taken off first and kept apart for the logs.
                 .map_request(take_client_request_id)
@@ -182,7 +180,12 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
                 .layer(RequestBodyLimitLayer::new(max_body_bytes))
                 .layer(RequestBodyDeadlineLayer::new(body_read_timeout))
                 // Bound the time to response headers; streamed bodies are not cut by this.
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout)),
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+                // Every response by route template and status, refusals below included.
+                .layer(metrics::CountRequestsLayer::new(request_metrics))
+                // A path that a proxy and this router could read differently is refused before
+                // any handler sees it (with a request id and an access line, like any 400).
+                .layer(path_guard::RefuseAmbiguousPathsLayer),
         )
 }
 

@@ -58,6 +58,13 @@ async fn metrics_count_requests_tools_tokens_and_queue_depth_on_the_internal_lis
             .status(),
         StatusCode::OK
     );
+    // A path no route serves is counted under one label, never under the path it asked for
+    // (which would make the label set as large as what scanners try).
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"nexus_http_requests_total{route="unmatched",status="404"} 1"#),
+        "the public 404 in:\n{metrics}"
+    );
 }
 
 #[tokio::test]
