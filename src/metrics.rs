@@ -20,7 +20,8 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ToolLabels {
     tool: String,
-    outcome: String,
+    /// One of a few fixed words: no copy per call.
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -280,12 +281,12 @@ impl Metrics {
     }
 
     /// Counts a tool call.
-    pub fn tool_call(&self, tool: &str, outcome: &str) {
+    pub fn tool_call(&self, tool: &str, outcome: &'static str) {
         self.inner
             .tool_calls
             .get_or_create(&ToolLabels {
                 tool: tool.to_owned(),
-                outcome: outcome.to_owned(),
+                outcome,
             })
             .inc();
     }
