@@ -4,8 +4,8 @@
 //! is never older than the last change this process made.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::queue::Queue;
 use crate::queue::error::QueueError;
@@ -27,11 +27,14 @@ pub struct QueueSnapshot {
 #[derive(Debug, Default)]
 pub(super) struct SnapshotCache {
     // Held for a lookup or an insert, never across an await.
-    state: Mutex<(u64, HashMap<Option<String>, QueueSnapshot>)>,
+    state: Mutex<(u64, SnapshotsByTarget)>,
 }
 
+/// Shared, so a cached answer is handed out without copying its strings.
+type SnapshotsByTarget = HashMap<Option<String>, Arc<QueueSnapshot>>;
+
 impl SnapshotCache {
-    fn get(&self, changes: u64, target: &Option<String>) -> Option<QueueSnapshot> {
+    fn get(&self, changes: u64, target: &Option<String>) -> Option<Arc<QueueSnapshot>> {
         let state = self.lock();
         if state.0 != changes {
             return None;
@@ -41,7 +44,7 @@ impl SnapshotCache {
 
     /// Keeps `snapshot`, read from the store after the counter was `changes`. A snapshot
     /// older than what is kept is dropped; a newer one replaces them all.
-    fn put(&self, changes: u64, target: Option<String>, snapshot: QueueSnapshot) {
+    fn put(&self, changes: u64, target: Option<String>, snapshot: Arc<QueueSnapshot>) {
         let mut state = self.lock();
         if changes < state.0 {
             return;
@@ -52,7 +55,7 @@ impl SnapshotCache {
         state.1.insert(target, snapshot);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<Option<String>, QueueSnapshot>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, SnapshotsByTarget)> {
         // A poisoned lock only means a panic elsewhere mid-insert; the map inside is whole.
         self.state
             .lock()
@@ -62,7 +65,7 @@ impl SnapshotCache {
 
 impl Queue {
     /// Counts of open messages per target, the update total and the current task.
-    pub async fn snapshot(&self, target: Option<&str>) -> Result<QueueSnapshot, QueueError> {
+    pub async fn snapshot(&self, target: Option<&str>) -> Result<Arc<QueueSnapshot>, QueueError> {
         let target = target
             .map(|name| self.resolve_target(Some(name)))
             .transpose()?;
@@ -72,8 +75,10 @@ impl Queue {
         if let Some(snapshot) = self.inner.snapshots.get(changes, &target) {
             return Ok(snapshot);
         }
-        let snapshot = self.read_snapshot(target.as_deref()).await?;
-        self.inner.snapshots.put(changes, target, snapshot.clone());
+        let snapshot = Arc::new(self.read_snapshot(target.as_deref()).await?);
+        self.inner
+            .snapshots
+            .put(changes, target, Arc::clone(&snapshot));
         Ok(snapshot)
     }
 
