@@ -45,6 +45,8 @@ struct Options {
     binary: std::path::PathBuf,
     /// One measurement alone, for as long as asked, to profile it with `perf record -p`.
     only: Option<Only>,
+    /// The connections of `--only status` (64 by default, as in the full run).
+    concurrency: usize,
 }
 
 /// The measurements `--only` can run alone.
@@ -60,7 +62,7 @@ enum Only {
 
 const USAGE: &str = "usage: cargo bench --bench hot_path -- [--seconds S] [--rounds R] \
 [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] \
-[--only sends|status|refresh] [--help]";
+[--only sends|status|refresh] [--concurrency N (status only)] [--help]";
 
 fn options() -> Options {
     let mut options = Options {
@@ -72,6 +74,7 @@ fn options() -> Options {
         quick: false,
         binary: env!("CARGO_BIN_EXE_nexus-gateway").into(),
         only: None,
+        concurrency: 64,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -106,6 +109,13 @@ fn options() -> Options {
                     Some("refresh") => Only::Refresh,
                     _ => panic!("--only sends|status|refresh"),
                 })
+            }
+            "--concurrency" => {
+                options.concurrency = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .expect("--concurrency N")
             }
             "--quick" => {
                 options.quick = true;
@@ -223,10 +233,19 @@ async fn measure(options: Options) {
                 println!("send_message, c16: {sends:?}");
             }
             Only::Status => {
+                // Resident memory around the run says what the load itself leaves behind.
+                let before = gateway.resident_mib();
                 let calls = queue_status_calls(gateway.public, token.clone());
                 let seconds = Duration::from_secs(options.seconds);
-                let run = load::run(gateway.public, 64, seconds, calls).await;
-                println!("queue_status, c64: {run:?}");
+                let concurrency = options.concurrency;
+                let run = load::run(gateway.public, concurrency, seconds, calls).await;
+                let after = gateway.resident_mib();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let idle = gateway.resident_mib();
+                println!("queue_status, c{concurrency}: {run:?}");
+                println!(
+                    "RSS before {before:.1} MiB, after {after:.1} MiB, after 2 s idle {idle:.1} MiB"
+                );
             }
             Only::Refresh => {
                 let grants = refresh_grants(&options, &http, &gateway).await;
