@@ -109,6 +109,36 @@ async fn the_request_id_is_always_ours_and_a_clients_is_logged_apart() {
 }
 
 #[tokio::test]
+async fn a_refused_ambiguous_path_is_logged_and_counted_like_any_other_400() {
+    let logs = crate::log_capture::LogCapture::start();
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/mcp%2f..%2fhealthz"))
+        .send()
+        .await
+        .expect("ambiguous");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let text = logs.text();
+    assert!(
+        text.lines()
+            .any(|line| line.contains(&format!("request_id=\"{id}\""))
+                && line.contains("served")
+                && line.contains("status=400")),
+        "an access line for {id}:\n{text}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"nexus_http_requests_total{route="unmatched",status="400"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn a_waiting_pull_returns_as_soon_as_the_agent_reports() {
     let app = spawn_app().await;
     let token = app.access_token("tasks:read tasks:write").await;
