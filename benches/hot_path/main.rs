@@ -9,8 +9,9 @@
 //!
 //! The gateway is the release binary in its own process, on a fresh data dir, with tokens from
 //! the real OAuth flow. `cargo bench --bench hot_path -- [--seconds S] [--rounds R]
-//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick] [--only sends|status|refresh]`. It prints a table and writes
-//! a JSON file a later run can be compared with (`--compare`).
+//! [--cores 0,0-1] [--json PATH] [--compare PATH] [--gateway BINARY] [--quick]
+//! [--only sends|status|refresh] [--concurrency N]`. It prints a table and writes a JSON file a
+//! later run can be compared with (`--compare`).
 
 // A benchmark fails loudly on purpose: a panic with a message is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
