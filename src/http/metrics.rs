@@ -1,5 +1,5 @@
 //! `/metrics` in the Prometheus text format (queue depth is read at scrape time), served on the
-//! internal listener; and the layer that counts every response by route template and status.
+//! internal listener; and the layer that counts responses by route template and status.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -45,8 +45,9 @@ pub(crate) async fn upstreams(State(state): State<AppState>) -> Response {
     axum::Json(state.upstreams.live_state()).into_response()
 }
 
-/// The layer that counts each response by route template and status (never the raw path:
-/// unbounded label values), under `unmatched` for a path no route serves.
+/// The layer that counts each response of a route or the fallback by route template and status
+/// (never the raw path: unbounded label values), under `unmatched` for a path no route serves.
+/// It sits below the body limit and the timeout, so their 413 and 408 are not counted here.
 ///
 /// A plain `tower` service rather than `axum::middleware::from_fn`, which boxes the inner service
 /// and the future on every request.

@@ -181,7 +181,7 @@ fn with_stack(routes: Router, state: &AppState) -> Router {
                 .layer(RequestBodyDeadlineLayer::new(body_read_timeout))
                 // Bound the time to response headers; streamed bodies are not cut by this.
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-                // Every response by route template and status, refusals below included.
+                // Responses by route template and status, the path guard's refusals included.
                 .layer(metrics::CountRequestsLayer::new(request_metrics))
                 // A path that a proxy and this router could read differently is refused before
                 // any handler sees it (with a request id and an access line, like any 400).

@@ -252,7 +252,7 @@ async fn the_agent_api_is_served_on_the_internal_listener_only() {
     assert_eq!(public.status(), StatusCode::NOT_FOUND);
     let internal = app.agent_next(&agent, 0).await;
     assert_eq!(internal.status(), StatusCode::NO_CONTENT);
-    // A path that decodes or normalises into another is refused before routing, on both.
+    // A path that decodes or normalises into another is refused before any handler, on both.
     for base in [&app.base_url, &app.internal_url] {
         for path in [
             "/agent/v1/tasks/x%2f..%2f..%2fhealthz",

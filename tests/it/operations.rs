@@ -62,7 +62,7 @@ async fn metrics_count_requests_tools_tokens_and_queue_depth_on_the_internal_lis
     // (which would make the label set as large as what scanners try).
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"nexus_http_requests_total{route="unmatched",status="404"} 1"#),
+        metrics.contains("nexus_http_requests_total{route=\"unmatched\",status=\"404\"} 1\n"),
         "the public 404 in:\n{metrics}"
     );
 }
@@ -133,7 +133,7 @@ async fn a_refused_ambiguous_path_is_logged_and_counted_like_any_other_400() {
     );
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"nexus_http_requests_total{route="unmatched",status="400"} 1"#),
+        metrics.contains("nexus_http_requests_total{route=\"unmatched\",status=\"400\"} 1\n"),
         "{metrics}"
     );
 }
