@@ -47,7 +47,7 @@ struct Options {
     /// One measurement alone, for as long as asked, to profile it with `perf record -p`.
     only: Option<Only>,
     /// The connections of `--only status` (64 by default, as in the full run).
-    concurrency: usize,
+    concurrency: Option<usize>,
 }
 
 /// The measurements `--only` can run alone.
@@ -75,7 +75,7 @@ fn options() -> Options {
         quick: false,
         binary: env!("CARGO_BIN_EXE_nexus-gateway").into(),
         only: None,
-        concurrency: 64,
+        concurrency: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -112,11 +112,12 @@ fn options() -> Options {
                 })
             }
             "--concurrency" => {
-                options.concurrency = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n > 0)
-                    .expect("--concurrency N")
+                options.concurrency = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|&n| n > 0)
+                        .expect("--concurrency N"),
+                )
             }
             "--quick" => {
                 options.quick = true;
@@ -134,6 +135,12 @@ fn options() -> Options {
                 std::process::exit(2);
             }
         }
+    }
+    if options.concurrency.is_some() && options.only != Some(Only::Status) {
+        // The full run's concurrencies are the budgets'; silently ignoring the flag would
+        // let a reader believe they were changed.
+        eprintln!("--concurrency applies to --only status\n{USAGE}");
+        std::process::exit(2);
     }
     options
 }
@@ -238,7 +245,7 @@ async fn measure(options: Options) {
                 let before = gateway.resident_mib();
                 let calls = queue_status_calls(gateway.public, token.clone());
                 let seconds = Duration::from_secs(options.seconds);
-                let concurrency = options.concurrency;
+                let concurrency = options.concurrency.unwrap_or(64);
                 let run = load::run(gateway.public, concurrency, seconds, calls).await;
                 let after = gateway.resident_mib();
                 tokio::time::sleep(Duration::from_secs(2)).await;
