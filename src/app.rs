@@ -280,19 +280,22 @@ impl App {
             header_read_timeout: self.state.config.limits.header_read_timeout,
             max_connections: self.state.config.limits.max_connections,
         };
-        if let Some(internal) = self.internal_listener {
-            let internal_router = crate::http::internal_router(self.state.clone());
-            let internal_stop = stopping.clone();
-            tracing::info!(address = %internal.local_addr()?, "internal listener (agent API, metrics) up");
-            let metrics = self.state.metrics.clone();
-            tokio::spawn(crate::http::server::serve(
-                internal,
-                internal_router,
-                limits,
-                metrics,
-                internal_stop,
-            ));
-        }
+        let internal = match self.internal_listener {
+            Some(internal) => {
+                let internal_router = crate::http::internal_router(self.state.clone());
+                let internal_stop = stopping.clone();
+                tracing::info!(address = %internal.local_addr()?, "internal listener (agent API, metrics) up");
+                let metrics = self.state.metrics.clone();
+                Some(tokio::spawn(crate::http::server::serve(
+                    internal,
+                    internal_router,
+                    limits,
+                    metrics,
+                    internal_stop,
+                )))
+            }
+            None => None,
+        };
         let address = listener.local_addr()?;
         tracing::info!(%address, public_url = %self.state.config.public_url, "nexus-gateway listening");
         let served = crate::http::server::serve(
@@ -304,6 +307,11 @@ impl App {
         )
         .await;
         stopping.cancel();
+        // The agent API's requests drain like the public ones: an agent's report that is still
+        // arriving is answered and kept, and nothing writes to the store after it is folded.
+        if let Some(internal) = internal {
+            let _ = internal.await;
+        }
         let _ = maintenance.await;
         // Let each bot's lease go, so another replica takes it over now, not when it lapses.
         let released = async {

@@ -1,5 +1,6 @@
 //! Slow and greedy clients, over real sockets: headers trickled a byte at a time, a keep-alive
-//! connection left idle, a body trickled past its deadline, and more connections than the cap.
+//! connection left idle, a body trickled past its deadline, more connections than the cap, and
+//! a body still arriving when the gateway is asked to stop.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -7,7 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TestApp, spawn_app_with};
+use serde_json::json;
+
+use crate::support::{Lifecycle, McpUser, TestApp, spawn_app, spawn_app_with};
 
 /// A gateway with one-second header and body deadlines and room for `max_connections`.
 async fn strict_app(max_connections: usize) -> TestApp {
@@ -162,4 +165,45 @@ async fn a_tool_call_whose_body_is_too_slow_gets_408() {
     stream.write_all(head.as_bytes()).await.expect("headers");
     let (_, answer) = trickle_until_closed(&mut stream, b" ", Duration::from_millis(200)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+/// Stopping drains the internal listener as it drains the public one: an agent's report whose
+/// body is still arriving when the stop comes is answered, and the stop waits for it.
+#[tokio::test]
+async fn a_stop_waits_for_an_agent_report_still_arriving() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let client = app.mcp_client(&token, Lifecycle::Initialize).await;
+    let sent = client.send_task("report while we stop").await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let agent = app.add_agent("late", &["homelab"]).await;
+    assert!(app.agent_next(&agent, 0).await.status().is_success());
+
+    let internal = app.internal_url.trim_start_matches("http://").to_owned();
+    let body = json!({"content": "done", "status": "complete"}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(&internal).await.expect("connect");
+    let head = format!(
+        "POST /agent/v1/tasks/{id}/updates HTTP/1.1\r\nHost: {internal}\r\nAuthorization: Bearer {agent}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    // Let the gateway start on the request before the stop comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(client);
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the stop did not wait for the report in flight"
+    );
+    stream.write_all(rest.as_bytes()).await.expect("rest");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the stop ends once the report is answered")
+        .expect("stop task");
 }
