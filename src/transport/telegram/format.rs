@@ -13,14 +13,21 @@ const PART_MARKER_UNITS: usize = 16;
 /// Hex digits of a task id used in its tag.
 const TAG_LEN: usize = 8;
 
-/// A task's short tag, `#` and the first eight hex digits of its id.
+/// A task's short tag, `#` and the last eight hex digits of its id.
 pub fn task_tag(task_id: &str) -> String {
-    let digits: String = task_id
+    format!("#{}", tag_digits(task_id))
+}
+
+/// The hex digits of a task's tag, lowercase. The end of the id, not its start: a task id is a
+/// UUIDv7, which begins with its creation time in milliseconds, so its first eight digits are
+/// the same for every task created within the same 65 seconds. Its last are random.
+pub fn tag_digits(task_id: &str) -> String {
+    let hex: Vec<char> = task_id
         .chars()
         .filter(char::is_ascii_hexdigit)
-        .take(TAG_LEN)
+        .map(|digit| digit.to_ascii_lowercase())
         .collect();
-    format!("#{digits}")
+    hex[hex.len().saturating_sub(TAG_LEN)..].iter().collect()
 }
 
 /// The text a task is posted with: urgency first, the tag, the sender, the task, and how to answer.
@@ -313,9 +320,13 @@ mod tests {
     #[test]
     fn tags_are_found_only_as_whole_words() {
         assert_eq!(
-            task_tag("8c1e2f3a-0000-4000-8000-000000000000"),
+            task_tag("019d3f1c-2b4a-7e01-9c3d-4a5b8C1E2F3A"),
             "#8c1e2f3a"
         );
+        // Tasks created in the same instant (one UUIDv7 time prefix) get tags of their own.
+        let ids: Vec<String> = (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let tags: std::collections::HashSet<String> = ids.iter().map(|id| task_tag(id)).collect();
+        assert_eq!(tags.len(), ids.len(), "{ids:?}");
         assert_eq!(find_tag("re #8C1E2F3A: done"), Some("8c1e2f3a".into()));
         assert_eq!(find_tag("#8c1e2f3a"), Some("8c1e2f3a".into()));
         assert_eq!(find_tag("#8c1e2f3ab is longer"), None);
@@ -326,7 +337,7 @@ mod tests {
     #[test]
     fn a_posts_tag_is_read_from_its_heading_only() {
         let task = MessageRecord {
-            id: "8c1e2f3a-0000-4000-8000-000000000000".into(),
+            id: "019d3f1c-2b4a-7e01-9c3d-4a5b8c1e2f3a".into(),
             target: "homelab".into(),
             content: "see #0badc0de first\n".repeat(400),
             urgent: true,

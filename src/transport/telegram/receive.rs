@@ -19,7 +19,7 @@ use crate::transport::telegram::api::TelegramError;
 use crate::transport::telegram::delivery::{backoff, external_ref};
 use crate::transport::telegram::format::{
     ButtonAction, default_status_text, find_tag, parse_callback, parse_command, posted_task_tag,
-    task_tag,
+    tag_digits, task_tag,
 };
 use crate::transport::telegram::objects::{CallbackQuery, Message, Update, User};
 use crate::transport::telegram::{TelegramTarget, approval};
@@ -284,10 +284,9 @@ fn own_post_tag(target: &TelegramTarget, message: &Message) -> Option<String> {
     posted_task_tag(message.text.as_deref()?)
 }
 
-/// The open task (of the target's) whose id starts with `tag`.
+/// The open task (of the target's) whose tag is `tag`.
 fn open_task_tagged(open: Vec<MessageRecord>, tag: &str) -> Option<MessageRecord> {
-    open.into_iter()
-        .find(|task| task.id.replace('-', "").starts_with(tag))
+    open.into_iter().find(|task| tag_digits(&task.id) == tag)
 }
 
 fn refuse_sender(target: &TelegramTarget, sender: &User) -> Option<&'static str> {

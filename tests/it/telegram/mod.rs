@@ -95,8 +95,9 @@ async fn task_updates(client: &McpClient, task_id: &str) -> Vec<(Value, Value)> 
         .collect()
 }
 
+/// A task's tag as its posts show it: `#` and the last eight hex digits of its id.
 fn tag(task_id: &str) -> String {
-    format!("#{}", &task_id[..8])
+    format!("#{}", &task_id[task_id.len() - 8..])
 }
 
 /// Makes the gateway's database refuse to record anything said in Telegram (a trigger on the

@@ -27,6 +27,14 @@ async fn replies_find_their_task_by_reply_by_tag_or_as_the_single_open_task() {
         &format!("{} all good with A", tag(&first).to_uppercase()),
         None,
     );
+    // Tasks sent in the same minute have tags of their own (their ids share a time prefix).
+    assert_ne!(tag(&first), tag(&second));
+    fake.user_says(
+        TASK_CHAT,
+        AGENT_USER,
+        &format!("and {} for B", tag(&second)),
+        None,
+    );
     fake.wait_for(
         "the replies are handled",
         FakeTelegram::all_updates_confirmed,
@@ -51,7 +59,11 @@ async fn replies_find_their_task_by_reply_by_tag_or_as_the_single_open_task() {
             .iter()
             .map(|(_, content)| content.clone())
             .collect::<Vec<_>>(),
-        [json!("queued"), json!("B is fine")]
+        [
+            json!("queued"),
+            json!("B is fine"),
+            json!(format!("and {} for B", tag(&second)))
+        ]
     );
     // With two tasks open, a plain message is kept as an update with no task.
     let pulled = client.pull(json!({"since": "0"})).await;
