@@ -308,7 +308,7 @@ impl App {
         .await;
         stopping.cancel();
         // The agent API's requests drain like the public ones: an agent's report that is still
-        // arriving is answered and kept, and nothing writes to the store after it is folded.
+        // arriving is answered and kept, and lands before the log is folded.
         if let Some(internal) = internal {
             let _ = internal.await;
         }

@@ -1,7 +1,8 @@
 //! The accept loop both listeners run, in place of `axum::serve`, for what it cannot do: a
 //! deadline for a request's headers (which also ends a keep-alive connection idle that long),
-//! and a cap on open connections past which a new one is closed at once and counted. Without
-//! them, thousands of connections trickling a header byte every few seconds stayed open.
+//! a cap on open connections past which a new one is closed at once and counted, and a bound
+//! on the drain at stop. Without them, thousands of connections trickling a header byte every
+//! few seconds stayed open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use crate::metrics::Metrics;
+
+/// The longest a stop waits for open requests to finish. Requests have their own deadlines, but
+/// a client that stops reading a large response is held by nothing (there is no write timeout),
+/// and would hold the stop with it. 25 s leaves the rest of the stop (Telegram leases, the log
+/// fold: 5 s each at most) inside the unit's `TimeoutStopSec=40s`.
+const DRAIN_LIMIT: Duration = Duration::from_secs(25);
 
 /// What a listener allows each connection.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +93,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit_s = DRAIN_LIMIT.as_secs(),
+            "requests still open when the drain's time ran out; stopping without them"
+        );
+    }
     Ok(())
 }

@@ -202,7 +202,7 @@ async fn a_stop_waits_for_an_agent_report_still_arriving() {
     stream.read_to_end(&mut answer).await.expect("answer");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-    tokio::time::timeout(Duration::from_secs(5), stopping)
+    tokio::time::timeout(Duration::from_secs(30), stopping)
         .await
         .expect("the stop ends once the report is answered")
         .expect("stop task");

@@ -284,9 +284,12 @@ fn own_post_tag(target: &TelegramTarget, message: &Message) -> Option<String> {
     posted_task_tag(message.text.as_deref()?)
 }
 
-/// The open task (of the target's) whose tag is `tag`.
+/// The open task (of the target's) whose tag is `tag`; none when two share it (32 random bits
+/// make that rare, and an answer is better asked for again than put on the wrong task).
 fn open_task_tagged(open: Vec<MessageRecord>, tag: &str) -> Option<MessageRecord> {
-    open.into_iter().find(|task| tag_digits(&task.id) == tag)
+    let mut tagged = open.into_iter().filter(|task| tag_digits(&task.id) == tag);
+    let first = tagged.next()?;
+    tagged.next().is_none().then_some(first)
 }
 
 fn refuse_sender(target: &TelegramTarget, sender: &User) -> Option<&'static str> {
@@ -399,5 +402,39 @@ pub async fn run_polling(target: TelegramTarget, shutdown: CancellationToken) {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str) -> MessageRecord {
+        MessageRecord {
+            id: id.into(),
+            target: "homelab".into(),
+            content: "task".into(),
+            urgent: false,
+            status: MessageStatus::Pending,
+            sender: "c_1".into(),
+            created_at: 0,
+            acknowledged_at: None,
+            started_at: None,
+            finished_at: None,
+            claimed_by: None,
+        }
+    }
+
+    #[test]
+    fn a_tag_names_a_task_only_when_one_open_task_has_it() {
+        let a = "019d3f1c-2b4a-7e01-9c3d-4a5b8c1e2f3a";
+        let b = "019d3f1c-2b4a-7e02-8d4e-5b6c00000001";
+        let found = open_task_tagged(vec![task(a), task(b)], "8c1e2f3a");
+        assert_eq!(found.map(|task| task.id), Some(a.to_owned()));
+        // The same time prefix names nothing: only the random end is the tag.
+        assert!(open_task_tagged(vec![task(a), task(b)], "019d3f1c").is_none());
+        // Two open tasks sharing a tag: neither is guessed.
+        let twin = "019d3f1d-0000-7e03-9000-00008c1e2f3a";
+        assert!(open_task_tagged(vec![task(a), task(twin)], "8c1e2f3a").is_none());
     }
 }
