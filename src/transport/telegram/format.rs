@@ -243,6 +243,24 @@ pub fn parse_callback(data: &str) -> Option<ButtonAction> {
     }
 }
 
+/// A pending task of `homelab` with id `id`, for the Telegram modules' tests.
+#[cfg(test)]
+pub(crate) fn pending_task(id: &str) -> MessageRecord {
+    MessageRecord {
+        id: id.into(),
+        target: "homelab".into(),
+        content: "task".into(),
+        urgent: false,
+        status: crate::queue::message::MessageStatus::Pending,
+        sender: "c_1".into(),
+        created_at: 0,
+        acknowledged_at: None,
+        started_at: None,
+        finished_at: None,
+        claimed_by: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,17 +355,9 @@ mod tests {
     #[test]
     fn a_posts_tag_is_read_from_its_heading_only() {
         let task = MessageRecord {
-            id: "019d3f1c-2b4a-7e01-9c3d-4a5b8c1e2f3a".into(),
-            target: "homelab".into(),
             content: "see #0badc0de first\n".repeat(400),
             urgent: true,
-            status: MessageStatus::Pending,
-            sender: "c_1".into(),
-            created_at: 0,
-            acknowledged_at: None,
-            started_at: None,
-            finished_at: None,
-            claimed_by: None,
+            ..pending_task("019d3f1c-2b4a-7e01-9c3d-4a5b8c1e2f3a")
         };
         let parts = split_message(&task_text(&task));
         assert!(parts.len() > 1);

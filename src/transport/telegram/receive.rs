@@ -408,22 +408,7 @@ pub async fn run_polling(target: TelegramTarget, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn task(id: &str) -> MessageRecord {
-        MessageRecord {
-            id: id.into(),
-            target: "homelab".into(),
-            content: "task".into(),
-            urgent: false,
-            status: MessageStatus::Pending,
-            sender: "c_1".into(),
-            created_at: 0,
-            acknowledged_at: None,
-            started_at: None,
-            finished_at: None,
-            claimed_by: None,
-        }
-    }
+    use crate::transport::telegram::format::pending_task as task;
 
     #[test]
     fn a_tag_names_a_task_only_when_one_open_task_has_it() {
