@@ -196,16 +196,17 @@ impl McpServer {
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<PullUpdatesArgs>,
     ) -> Result<Json<PullUpdatesResult>, String> {
+        let client_id = &caller.claims().client_id;
         let mut wait_seconds = args.wait.unwrap_or(0).min(MAX_PULL_WAIT_SECONDS);
         let mut wait_declined = None;
         // Held until the answer is built; dropping it gives the place back.
         let _slot = if wait_seconds == 0 {
             None
         } else {
-            match self.shared.waits.acquire(&caller.claims().client_id) {
+            match self.shared.waits.acquire(client_id) {
                 Ok(slot) => Some(slot),
                 Err(refused) => {
-                    tracing::info!(client_id = %caller.claims().client_id, reason = ?refused, "pull_updates answered without waiting");
+                    tracing::info!(%client_id, reason = ?refused, "pull_updates answered without waiting");
                     wait_seconds = 0;
                     wait_declined = Some(refused.to_string());
                     None
@@ -225,7 +226,7 @@ impl McpServer {
             let pulled = self
                 .shared
                 .queue
-                .pull_updates(&caller.claims().client_id, query.clone())
+                .pull_updates(client_id, query.clone())
                 .await
                 .map_err(tool_error)?;
             if !pulled.updates.is_empty()
