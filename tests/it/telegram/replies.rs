@@ -27,8 +27,14 @@ async fn replies_find_their_task_by_reply_by_tag_or_as_the_single_open_task() {
         &format!("{} all good with A", tag(&first).to_uppercase()),
         None,
     );
-    // Tasks sent in the same minute have tags of their own (their ids share a time prefix).
+    // Tasks sent in the same minute have tags of their own (their ids share a time prefix),
+    // and each post shows its task's.
     assert_ne!(tag(&first), tag(&second));
+    let posts = fake.sent();
+    assert!(
+        posts[0].text.contains(&tag(&first)) && posts[1].text.contains(&tag(&second)),
+        "{posts:?}"
+    );
     fake.user_says(
         TASK_CHAT,
         AGENT_USER,
