@@ -19,6 +19,7 @@ mod federation_ops;
 mod federation_queued;
 mod federation_real;
 mod log_capture;
+mod mcp_direct;
 mod mcp_limits;
 mod mcp_tools;
 mod migrate_store;

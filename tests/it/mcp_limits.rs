@@ -97,6 +97,49 @@ async fn a_client_waiting_in_too_many_pulls_gets_an_answer_at_once() {
     assert!(after.get("wait_declined").is_none(), "{after}");
 }
 
+#[tokio::test]
+async fn a_client_that_hangs_up_on_its_waits_gets_their_slots_back() {
+    let app = spawn_app().await;
+    let token = app.access_token(BOTH_SCOPES).await;
+    // Every slot taken by a pull that waits for news, then the client goes away: each call's
+    // connection closes with the call unanswered.
+    let mut abandoned = JoinSet::new();
+    for _ in 0..WAITS_PER_CLIENT {
+        spawn_call(
+            &mut abandoned,
+            &app,
+            &token,
+            "pull_updates",
+            json!({"wait": 30, "since": "0"}),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    abandoned.shutdown().await;
+
+    // The slots come back as the gateway notices the closed connections: soon, all of them
+    // hold a new wait again, and none is declined.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut waits = JoinSet::new();
+        for _ in 0..WAITS_PER_CLIENT {
+            spawn_call(&mut waits, &app, &token, "pull_updates", json!({"wait": 2}));
+        }
+        let mut declined = 0;
+        while let Some(answer) = waits.join_next().await {
+            let answer = answer.expect("no panic");
+            declined += usize::from(answer.get("wait_declined").is_some());
+        }
+        if declined == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{declined} waits still declined 10 s after their holders hung up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A task with `notes` agent notes after its `queued` and `claimed` updates.
 async fn task_with_notes(app: &TestApp, client: &McpClient, notes: usize) -> (String, String) {
     let sent = client.send_task("a chatty task").await;

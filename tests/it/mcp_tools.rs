@@ -472,6 +472,8 @@ async fn a_foreign_host_or_origin_is_refused() {
     let app = spawn_app().await;
     let token = app.access_token(BOTH_SCOPES).await;
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    // A plain tool call takes the direct path past rmcp's serve loop, not past these checks.
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"queue_status"}}"#;
     let cases = [
         (None, None, StatusCode::OK),
         (Some("https://evil.example"), None, StatusCode::FORBIDDEN),
@@ -479,19 +481,21 @@ async fn a_foreign_host_or_origin_is_refused() {
         (Some("https://claude.ai"), None, StatusCode::OK),
         (Some(app.base_url.as_str()), None, StatusCode::OK),
     ];
-    for (origin, host, expected) in cases {
-        let mut request = app.mcp_request().bearer_auth(&token).body(list);
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
+    for body in [list, call] {
+        for (origin, host, expected) in cases {
+            let mut request = app.mcp_request().bearer_auth(&token).body(body);
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            assert_eq!(
+                request.send().await.expect("request").status(),
+                expected,
+                "{body}: origin {origin:?}, host {host:?}"
+            );
         }
-        if let Some(host) = host {
-            request = request.header("host", host);
-        }
-        assert_eq!(
-            request.send().await.expect("request").status(),
-            expected,
-            "origin {origin:?}, host {host:?}"
-        );
     }
 }
 

@@ -83,7 +83,7 @@ fn crates_stay_inside_their_modules() {
         ("sqlx", &["store/"]),
         ("axum", &["http/", "app.rs"]),
         ("tower_http", &["http/"]),
-        ("rmcp", &["mcp/", "http/mcp.rs", "upstream/"]),
+        ("rmcp", &["mcp/", "http/mcp/", "upstream/"]),
         // Every outbound HTTP client: Telegram, HTTP upstreams, client metadata documents.
         (
             "reqwest",

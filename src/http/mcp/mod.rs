@@ -2,7 +2,10 @@
 //! guard (every request, `initialize` included) and a check that answers malformed JSON-RPC
 //! with JSON-RPC errors and a tool call beyond the token's scopes with 403
 //! `insufficient_scope` (the needed scope in the challenge) before rmcp sees it.
-//! rmcp itself checks `Host` (DNS rebinding) and `Origin`.
+//! rmcp itself checks `Host` (DNS rebinding) and `Origin`. A plain tool call skips rmcp's
+//! per-request serve loop (`direct`); rmcp still parses and dispatches it.
+
+mod direct;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::http::bearer::{BearerGuard, authenticate};
+use crate::http::mcp::direct::DirectPath;
 use crate::http::paths;
 use crate::mcp::{McpServer, required_scope};
 use crate::oauth::VerifiedToken;
@@ -47,7 +51,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         // its own. 2026-07-28 requests are stateless in any case.
         .with_legacy_session_mode(false)
         .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts)
+        .with_allowed_hosts(allowed_hosts.clone())
         .with_allowed_origins(allowed_origins)
         .with_max_request_body_bytes(config.limits.max_body_bytes)
         .with_cancellation_token(shutdown.child_token());
@@ -56,6 +60,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         state.metrics.clone(),
         state.upstreams.clone(),
     );
+    let direct = DirectPath::new(server.clone(), &allowed_hosts, shutdown.child_token());
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(NeverSessionManager::default()),
@@ -68,6 +73,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
     let endpoint = Arc::new(McpEndpoint {
         guard: BearerGuard::new(state.auth.clone(), &[]),
         upstreams: state.upstreams.clone(),
+        direct,
         service,
     });
     let handle = move |request: Request| {
@@ -83,6 +89,8 @@ struct McpEndpoint {
     guard: BearerGuard,
     /// The upstream tools' scopes.
     upstreams: Upstreams,
+    /// Plain tool calls, on rmcp's dispatch without its per-request serve loop.
+    direct: DirectPath,
     /// rmcp's Streamable HTTP service, which answers what passes both.
     service: StreamableHttpService<McpServer, NeverSessionManager>,
 }
@@ -132,6 +140,12 @@ impl McpEndpoint {
                 && !verified.is_some_and(|verified| verified.scopes().contains(&scope))
             {
                 return self.guard.insufficient_scope(&[scope]).into_response();
+            }
+            if let Some(peer) = self.direct.peer(&parts.headers)
+                && let Ok(ClientJsonRpcMessage::Request(request)) = serde_json::from_slice(&bytes)
+                && DirectPath::takes(&request)
+            {
+                return self.direct.call(parts, request, peer).await;
             }
         }
         let response = self
