@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::log_capture::LogCapture;
 use crate::support::{TestApp, spawn_app};
 
 /// Status, content type and JSON body of one `tools/call`.
@@ -15,18 +16,18 @@ async fn answer(
     origin: Option<&str>,
     body: &Value,
 ) -> (u16, String, Value) {
-    let mut request = app.mcp_request().bearer_auth(token).body(body.to_string());
-    request = match version {
-        Some(version) => request.header("mcp-protocol-version", version),
-        // `mcp_request` names 2025-06-18; an empty value would be refused, so rebuild without.
-        None => app
-            .http
-            .post(app.url("/mcp"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .bearer_auth(token)
-            .body(body.to_string()),
-    };
+    // Built here rather than from `mcp_request`: reqwest adds a header a second time rather
+    // than replacing it, and two versions would send every copy to rmcp.
+    let mut request = app
+        .http
+        .post(app.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .bearer_auth(token)
+        .body(body.to_string());
+    if let Some(version) = version {
+        request = request.header("mcp-protocol-version", version);
+    }
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
@@ -107,4 +108,50 @@ async fn a_plain_tool_call_is_answered_as_rmcps_transport_answers_it() {
             assert_eq!(direct.2["id"], body["id"]);
         }
     }
+}
+
+#[tokio::test]
+async fn a_direct_call_logs_inside_its_request_and_skips_rmcps_loop() {
+    let logs = LogCapture::start();
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read tasks:write").await;
+    let count = |needle: &str| {
+        logs.text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    };
+
+    // The handler runs in a task of its own, and what it logs still belongs to the request.
+    let send = call(
+        json!(1),
+        json!({"name": "send_message", "arguments": {"message": "where was this logged"}}),
+    );
+    let response = app
+        .mcp_request()
+        .bearer_auth(&token)
+        .body(send.to_string())
+        .send()
+        .await
+        .expect("send_message");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let text = logs.text();
+    let queued: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("message queued"))
+        .collect();
+    assert_eq!(queued.len(), 1, "{text}");
+    assert!(queued[0].contains(&request_id), "{request_id}: {text}");
+
+    // rmcp's serve loop warns of every call it answers with an error; a plain call never
+    // reaches that loop, the copy with an Origin does.
+    let unknown = call(json!(2), json!({"name": "no_such_tool"}));
+    answer(&app, &token, Some("2025-06-18"), None, &unknown).await;
+    assert_eq!(count("response error"), 0, "{}", logs.text());
+    let origin = app.url("");
+    answer(&app, &token, Some("2025-06-18"), Some(&origin), &unknown).await;
+    assert_eq!(count("response error"), 1, "{}", logs.text());
 }

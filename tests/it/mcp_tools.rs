@@ -478,6 +478,7 @@ async fn a_foreign_host_or_origin_is_refused() {
         (None, None, StatusCode::OK),
         (Some("https://evil.example"), None, StatusCode::FORBIDDEN),
         (None, Some("evil.example"), StatusCode::FORBIDDEN),
+        (None, Some("127.0.0.1.evil.example"), StatusCode::FORBIDDEN),
         (Some("https://claude.ai"), None, StatusCode::OK),
         (Some(app.base_url.as_str()), None, StatusCode::OK),
     ];

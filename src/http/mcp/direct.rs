@@ -10,13 +10,12 @@ use axum::http::{HeaderMap, StatusCode, header, request::Parts, uri::Authority};
 use axum::response::{IntoResponse, Response};
 use rmcp::RoleServer;
 use rmcp::model::{
-    ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, Extensions,
-    GetMeta, Implementation, InitializeRequestParams, InitializedNotification, JsonRpcRequest,
-    ProtocolVersion, ServerJsonRpcMessage,
+    ClientCapabilities, ClientJsonRpcMessage, ClientRequest, Extensions, GetMeta, Implementation,
+    InitializeRequestParams, JsonRpcRequest, ProtocolVersion, ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, Service, serve_directly};
-use rmcp::transport::OneshotTransport;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::mcp::McpServer;
 use crate::telemetry::log_internal;
@@ -92,16 +91,15 @@ impl DirectPath {
         let mut extensions = Extensions::new();
         extensions.insert(parts);
         context.extensions = extensions;
-        // As in rmcp, the handler runs in a task of its own, and a client that goes away
-        // (this future dropped with its connection) cancels its token rather than dropping
-        // it: the handler ends its own way, so an upstream call is cancelled upstream and
-        // audited as cancelled, and a long pull gives its slot back.
-        let hung_up = cancel.drop_guard();
+        // As in rmcp, the handler runs in a task of its own, inside the request's span, and
+        // its token is cancelled when the call ends, whichever way: a client that goes away
+        // (this future dropped with its connection) has the handler end its own way, so an
+        // upstream call is cancelled upstream and audited as cancelled, and a long pull gives
+        // its slot back.
+        let _cancel_when_done = cancel.drop_guard();
         let server = self.server.clone();
-        let handled =
-            tokio::spawn(async move { server.handle_request(request.request, context).await })
-                .await;
-        hung_up.disarm();
+        let handler = async move { server.handle_request(request.request, context).await };
+        let handled = tokio::spawn(handler.instrument(tracing::Span::current())).await;
         let message = match handled {
             Ok(Ok(result)) => ServerJsonRpcMessage::response(result, id),
             Ok(Err(error)) => ServerJsonRpcMessage::error(error, Some(id)),
@@ -120,15 +118,15 @@ impl DirectPath {
     }
 }
 
-/// A peer carrying `version` as its client's protocol version. Its serve loop, which rmcp
-/// builds with every peer, is dropped at once, and that ends it; the peer stays, holding the
-/// version. Sending through it fails, which no admitted request leads to (none carries a
-/// progress token).
+/// A peer carrying `version` as its client's protocol version. rmcp makes a peer only with a
+/// serve loop; this one's transport receives nothing and drops whatever is sent, so the loop
+/// ends at once and dispatches nothing, and the peer stays, holding the version. Sending
+/// through it fails, which no admitted request leads to (none carries a progress token).
 fn peer_for(server: &McpServer, version: ProtocolVersion) -> Peer<RoleServer> {
-    let (transport, _answers) =
-        OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::notification(
-            ClientNotification::InitializedNotification(InitializedNotification::default()),
-        ));
+    let transport = (
+        futures_util::sink::drain(),
+        futures_util::stream::empty::<ClientJsonRpcMessage>(),
+    );
     let mut info =
         InitializeRequestParams::new(ClientCapabilities::default(), Implementation::default());
     info.protocol_version = version;
