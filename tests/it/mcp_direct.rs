@@ -16,18 +16,10 @@ async fn answer(
     origin: Option<&str>,
     body: &Value,
 ) -> (u16, String, Value) {
-    // Built here rather than from `mcp_request`: reqwest adds a header a second time rather
-    // than replacing it, and two versions would send every copy to rmcp.
     let mut request = app
-        .http
-        .post(app.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
+        .mcp_request_at(version)
         .bearer_auth(token)
         .body(body.to_string());
-    if let Some(version) = version {
-        request = request.header("mcp-protocol-version", version);
-    }
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }

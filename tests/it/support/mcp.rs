@@ -70,11 +70,22 @@ impl TestApp {
 
     /// A POST to `/mcp` with the headers a 2025-06-18 client sends (add a token and a body).
     pub fn mcp_request(&self) -> reqwest::RequestBuilder {
-        self.http
+        self.mcp_request_at(Some("2025-06-18"))
+    }
+
+    /// A POST to `/mcp` with the headers a client at `version` sends, or with no
+    /// `MCP-Protocol-Version` at all. (reqwest adds a header a second time rather than replacing
+    /// it, so a version is chosen here, not added to `mcp_request`.)
+    pub fn mcp_request_at(&self, version: Option<&str>) -> reqwest::RequestBuilder {
+        let request = self
+            .http
             .post(self.url("/mcp"))
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
+            .header("accept", "application/json, text/event-stream");
+        match version {
+            Some(version) => request.header("mcp-protocol-version", version),
+            None => request,
+        }
     }
 
     /// Posts a raw JSON-RPC message to `/mcp`, as a 2025-06-18 client would.
