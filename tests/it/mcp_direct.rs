@@ -3,6 +3,8 @@
 //! as a plain call, which takes the direct path, and with an `Origin` the allow-list holds,
 //! which rmcp checks and so sends that copy through rmcp's transport.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::log_capture::LogCapture;
@@ -146,4 +148,37 @@ async fn a_direct_call_logs_inside_its_request_and_skips_rmcps_loop() {
     let origin = app.url("");
     answer(&app, &token, Some("2025-06-18"), Some(&origin), &unknown).await;
     assert_eq!(count("response error"), 1, "{}", logs.text());
+}
+
+/// A call still running when the gateway stops is answered by its handler: the stop cancels
+/// the call's token, and a waiting pull answers with what it has (rmcp's transport answers such
+/// a call 500 at once).
+#[tokio::test]
+async fn a_direct_call_running_at_a_stop_is_answered_by_its_handler() {
+    let app = spawn_app().await;
+    let token = app.access_token("tasks:read").await;
+    let pull = call(
+        json!(1),
+        json!({"name": "pull_updates", "arguments": {"wait": 20, "since": "0"}}),
+    );
+    let request = app.mcp_request().bearer_auth(&token).body(pull.to_string());
+    let pulling = tokio::spawn(request.send());
+    // Let the pull start waiting before the stop comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(app.stop());
+    // The pull asked to wait 20 s; an answer within 10 s is one the stop ended.
+    let response = tokio::time::timeout(Duration::from_secs(10), pulling)
+        .await
+        .expect("answered when the stop came")
+        .expect("no panic")
+        .expect("a response");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let reply: Value = response.json().await.expect("JSON");
+    assert!(
+        reply["result"]["structuredContent"]["updates"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{reply}"
+    );
+    stopping.await.expect("the stop ends");
 }
