@@ -40,7 +40,7 @@ pub(super) struct DirectPath {
 
 impl DirectPath {
     /// Must run inside the runtime: rmcp makes a peer only together with a serve loop.
-    pub(super) fn new(server: McpServer, hosts: &[String], stopping: CancellationToken) -> Self {
+    pub(super) fn new(server: McpServer, hosts: Vec<String>, stopping: CancellationToken) -> Self {
         let peers = ProtocolVersion::KNOWN_VERSIONS
             .iter()
             .filter(|version| version.has_initialize())
@@ -49,7 +49,7 @@ impl DirectPath {
         Self {
             server,
             peers,
-            hosts: hosts.to_vec(),
+            hosts,
             stopping,
         }
     }

@@ -51,7 +51,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         // its own. 2026-07-28 requests are stateless in any case.
         .with_legacy_session_mode(false)
         .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts.clone())
+        .with_allowed_hosts(allowed_hosts.iter().cloned())
         .with_allowed_origins(allowed_origins)
         .with_max_request_body_bytes(config.limits.max_body_bytes)
         .with_cancellation_token(shutdown.child_token());
@@ -60,7 +60,7 @@ pub fn routes(state: &AppState, shutdown: &CancellationToken) -> Router {
         state.metrics.clone(),
         state.upstreams.clone(),
     );
-    let direct = DirectPath::new(server.clone(), &allowed_hosts, shutdown.child_token());
+    let direct = DirectPath::new(server.clone(), allowed_hosts, shutdown.child_token());
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(NeverSessionManager::default()),

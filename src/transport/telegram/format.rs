@@ -22,12 +22,14 @@ pub fn task_tag(task_id: &str) -> String {
 /// UUIDv7, which begins with its creation time in milliseconds, so its first eight digits are
 /// the same for every task created within the same 65 seconds. Its last are random.
 pub fn tag_digits(task_id: &str) -> String {
-    let hex: Vec<char> = task_id
+    let mut hex: String = task_id
         .chars()
         .filter(char::is_ascii_hexdigit)
         .map(|digit| digit.to_ascii_lowercase())
         .collect();
-    hex[hex.len().saturating_sub(TAG_LEN)..].iter().collect()
+    // ASCII only, so any byte offset is a character boundary.
+    hex.drain(..hex.len().saturating_sub(TAG_LEN));
+    hex
 }
 
 /// The text a task is posted with: urgency first, the tag, the sender, the task, and how to answer.
