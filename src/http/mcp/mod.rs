@@ -127,10 +127,11 @@ impl McpEndpoint {
             }
             Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
         };
-        let tool = match peek(&bytes) {
-            Some(peeked) => peeked.called_tool().map(Cow::into_owned),
+        // Borrowed from the body when the peek can read it (the usual case): no copy per call.
+        let tool: Option<Cow<'_, str>> = match peek(&bytes) {
+            Some(peeked) => peeked.called_tool(),
             None => match read_message(&bytes) {
-                Ok(message) => called_tool(&message).map(str::to_owned),
+                Ok(message) => called_tool(&message).map(|tool| Cow::Owned(tool.to_owned())),
                 Err(refusal) => return json_rpc_error(refusal.id, refusal.code, refusal.message),
             },
         };
